@@ -24,8 +24,7 @@ class ResourceInfo:
     categories: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()  # e.g. ("status", "scale")
     verbs: tuple[str, ...] = ALL_VERBS
-    # Where several group/versions serve the same objects (autoscaling v1/v2, events),
-    # they share one storage resource name.
+    # A dotted group here puts the keys under `/registry/<storage_group>/<plural>/`.
     storage_group: str | None = None
 
     @property
@@ -43,15 +42,12 @@ class ResourceInfo:
 
     @property
     def storage_prefix(self) -> str:
-        """Storage key prefix `/registry/<resource>/` (the group is added where upstream does)."""
-        g = self.storage_group if self.storage_group is not None else self.group
-        if g in ("", "apps", "batch", "autoscaling", "policy", "coordination.k8s.io",
-                 "discovery.k8s.io", "events.k8s.io", "rbac.authorization.k8s.io",
-                 "storage.k8s.io", "networking.k8s.io", "scheduling.k8s.io"):
-            # upstream keeps built-in groups' keys without the group name,
-            # except a few (ingress is under /registry/ingress); keep it simple and plural.
-            return f"/registry/{self.plural}/"
-        return f"/registry/{g}/{self.plural}/"
+        """Storage key prefix: `/registry/<resource>/` for built-in groups (as upstream),
+        `/registry/<group>/<resource>/` where `storage_group` names a dotted group (custom
+        resources, and kinds that must not share a built-in prefix)."""
+        if self.storage_group:
+            return f"/registry/{self.storage_group}/{self.plural}/"
+        return f"/registry/{self.plural}/"
 
     def key(self, namespace: str | None, name: str) -> str:
         if self.namespaced:
@@ -117,7 +113,7 @@ BUILTIN: tuple[ResourceInfo, ...] = (
     # coordination, discovery, events
     _r("coordination.k8s.io", "v1", "Lease", "leases"),
     _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
-    _r("events.k8s.io", "v1", "Event", "events", short=["ev"], storage_group=""),
+    _r("events.k8s.io", "v1", "Event", "events", short=["ev"], storage_group="events.k8s.io"),
     # policy
     _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short=["pdb"],
        sub=["status"]),

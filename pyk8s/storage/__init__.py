@@ -1,0 +1,22 @@
+"""Key-value storage backends (see `interface.Storage`)."""
+from __future__ import annotations
+
+from .interface import (Event, KeyExists, KeyNotFound, KeyValue, RevisionCompacted,
+                        RevisionConflict, Storage, StorageError, StorageUnavailable)
+
+__all__ = ["Event", "KeyExists", "KeyNotFound", "KeyValue", "RevisionCompacted",
+           "RevisionConflict", "Storage", "StorageError", "StorageUnavailable",
+           "open_storage"]
+
+
+async def open_storage(kind: str, data_dir: str | None = None) -> Storage:
+    """Open a backend: "memory", or "sqlite" (the file `<data_dir>/state.db`)."""
+    if kind == "memory":
+        from .memory import MemoryStorage
+        return MemoryStorage()
+    if kind == "sqlite":
+        if not data_dir:
+            raise ValueError("the sqlite storage needs a data directory")
+        from .sqlite import open_sqlite
+        return await open_sqlite(data_dir)
+    raise ValueError(f"unknown storage kind {kind!r} (expected 'memory' or 'sqlite')")

@@ -112,7 +112,14 @@ class Storage(abc.ABC):
     def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
         """Events on keys under `prefix` with revision > from_revision, in revision order,
         then live ones, until the iterator is closed. Raises RevisionCompacted (on first
-        iteration) if from_revision + 1 is older than the oldest kept revision."""
+        iteration) if from_revision + 1 is older than the oldest kept revision.
+
+        from_revision=0 is not special: it replays all history (so a watch from the
+        revision of a LIST of an empty store misses nothing). For live events only, pass
+        `await current_revision()`. The watch is registered when `watch()` is called, not
+        at first iteration. DELETE events carry the last value as both `value` and
+        `prev_value`. A watcher that falls too far behind gets a StorageError and must
+        re-list; the iterator ends (StopAsyncIteration) when the storage is closed."""
 
     @abc.abstractmethod
     async def current_revision(self) -> int:

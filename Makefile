@@ -1,0 +1,46 @@
+# pyk8s: the two set-up commands are `make up` and `make test`.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+DATA_DIR ?= .pyk8s
+PORT ?= 6443
+# Parallel test workers (pytest-xdist); CI has 2 cores.
+TEST_WORKERS ?= 4
+
+.PHONY: up test venv dev-venv system-deps bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed pyproject.toml
+	$(VPY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+dev-venv: $(VENV)/.dev-installed
+
+# System packages the suite drives: real kubectl is expected at /usr/bin/kubectl.
+system-deps:
+	@if ! command -v kubectl >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q kubectl; \
+	  else echo "kubectl missing: install it (apt-get install kubectl)" >&2; exit 1; fi; \
+	fi
+
+up: venv
+	@echo "Starting pyk8s (SQLite state in $(DATA_DIR)/). When it is listening:"
+	@echo "  export KUBECONFIG=$(abspath $(DATA_DIR))/kubeconfig.yaml"
+	@echo "  kubectl get namespaces"
+	$(VENV)/bin/pyk8s up --data-dir $(DATA_DIR) --port $(PORT)
+
+test: dev-venv system-deps
+	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+bench: venv
+	$(VPY) bench/api.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

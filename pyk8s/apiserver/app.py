@@ -1,0 +1,235 @@
+"""The API server: wiring of storage, watch cache, stores and HTTP routes."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from pyk8s.api import errors, schemas
+from pyk8s.api.catalogue import Catalogue, ResourceInfo
+from pyk8s.apiserver import discovery, negotiation as neg, requestinfo
+from pyk8s.apiserver.handlers import ResourceHandler
+from pyk8s.apiserver.openapi import OpenAPIDocs
+from pyk8s.apiserver.responses import json_response, status_response
+from pyk8s.registry.store import Store
+from pyk8s.registry.strategy import strategy_for
+from pyk8s.storage.interface import Storage, StorageUnavailable
+from pyk8s.watch.cache import WatchCache
+
+log = logging.getLogger("pyk8s.apiserver")
+
+VERSION_INFO = {
+    "major": "1", "minor": schemas.API_LEVEL.split(".")[1],
+    "gitVersion": f"v{schemas.API_LEVEL}.0+pyk8s", "gitCommit": "pyk8s",
+    "gitTreeState": "clean", "buildDate": "2026-11-23T00:00:00Z",
+    "goVersion": "python3.11", "compiler": "cpython", "platform": "linux/amd64",
+}
+
+_PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+_SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass
+class ServerConfig:
+    tokens: set[str] = field(default_factory=set)  # empty: authentication disabled
+    server_address: str = "127.0.0.1:6443"
+    min_request_timeout: float = 1800.0
+    bookmark_interval: float = 15.0
+    watch_cache_size: int = 5000
+
+
+class APIServer:
+    def __init__(self, storage: Storage, config: ServerConfig,
+                 catalogue: Catalogue | None = None) -> None:
+        self.storage = storage
+        self.config = config
+        self.catalogue = catalogue or Catalogue()
+        self.cache = WatchCache(storage, window_size=config.watch_cache_size)
+        self.stores: dict[tuple[str, str, str], Store] = {}
+        self.openapi = OpenAPIDocs(self.catalogue)
+        self.resources = ResourceHandler(self)
+        self.ready = False
+
+    def store(self, info: ResourceInfo) -> Store:
+        key = (info.group, info.version, info.plural)
+        s = self.stores.get(key)
+        if s is None:
+            s = Store(info, self.storage, self.cache, strategy_for(info), self.check_namespace)
+            self.stores[key] = s
+        return s
+
+    async def check_namespace(self, namespace: str) -> None:
+        """A namespaced create needs an existing namespace that is not terminating."""
+        ns_info = self.catalogue.lookup("", "v1", "namespaces")
+        assert ns_info is not None
+        key = ns_info.key(None, namespace)
+        obj = self.cache.resource(ns_info.storage_prefix).objects.get(key)
+        if obj is None:
+            try:
+                obj = await self.store(ns_info).get(None, namespace)
+            except errors.NotFound:
+                raise errors.NotFound.of("", "namespaces", namespace) from None
+        if obj.get("metadata", {}).get("deletionTimestamp") or \
+                (obj.get("status") or {}).get("phase") == "Terminating":
+            msg = (f"unable to create new content in namespace {namespace} because it is "
+                   "being terminated")
+            raise errors.Forbidden(msg, details={
+                "name": namespace, "kind": "namespaces",
+                "causes": [{"reason": "NamespaceTerminating", "message": msg,
+                            "field": "metadata.namespace"}]})
+
+    async def start(self) -> None:
+        await self.cache.start()
+        ns_info = self.catalogue.lookup("", "v1", "namespaces")
+        assert ns_info is not None
+        for name in _SYSTEM_NAMESPACES:
+            try:
+                await self.store(ns_info).create(None, {"metadata": {"name": name}})
+            except errors.AlreadyExists:
+                pass
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.cache.stop()
+        await self.storage.close()
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._log_mw, self._error_mw, self._auth_mw],
+                              client_max_size=neg.MAX_BODY)
+        r = app.router
+        for p in ("/healthz", "/livez", "/readyz"):
+            r.add_get(p, self._health)
+            r.add_get(p + "/{check:.*}", self._health)
+        r.add_get("/version", self._version)
+        r.add_get("/version/", self._version)
+        r.add_get("/openapi/v2", self._openapi_v2)
+        r.add_get("/openapi/v3", self._openapi_v3_index)
+        r.add_get("/openapi/v3/", self._openapi_v3_index)
+        r.add_get("/openapi/v3/{gv:.+}", self._openapi_v3_doc)
+        r.add_route("*", "/{tail:.*}", self._api)
+        return app
+
+    @web.middleware
+    async def _log_mw(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s %s %d %.1fms", request.method, request.path_qs, status,
+                         (time.perf_counter() - start) * 1000)
+
+    @web.middleware
+    async def _error_mw(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.ApiError as e:
+            return status_response(e)
+        except StorageUnavailable as e:
+            return status_response(errors.ServiceUnavailable(f"storage unavailable: {e}"))
+        except web.HTTPException as e:
+            if e.status == 413:
+                return status_response(errors.RequestEntityTooLarge(
+                    f"Request entity too large: limit is {neg.MAX_BODY}"))
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as e:  # a bug: report it as upstream does, keep serving
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return status_response(errors.InternalError(f"Internal error occurred: {e!r}"))
+
+    @web.middleware
+    async def _auth_mw(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if self.config.tokens and not request.path.startswith(_PUBLIC_PATHS):
+            auth = request.headers.get("Authorization", "")
+            token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+            if not token or not any(hmac.compare_digest(token, t) for t in self.config.tokens):
+                raise errors.Unauthorized("Unauthorized")
+        return await handler(request)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        if request.path.startswith("/readyz") and not self.ready:
+            return web.Response(status=500, text="[-]informer-sync failed: not ready\nreadyz check failed\n")
+        return web.Response(text="ok", content_type="text/plain")
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return json_response(VERSION_INFO)
+
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        return json_response(self.openapi.v2())
+
+    async def _openapi_v3_index(self, request: web.Request) -> web.Response:
+        return json_response(self.openapi.v3_index())
+
+    async def _openapi_v3_doc(self, request: web.Request) -> web.Response:
+        gv = request.match_info["gv"].strip("/")
+        doc = self.openapi.v3_document(gv)
+        if doc is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        etag = '"' + self.openapi.v3_hash(gv) + '"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        headers = {"ETag": etag}
+        if request.query.get("hash"):
+            headers["Cache-Control"] = "public, immutable"
+        return json_response(doc, headers=headers)
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        watch = False
+        if request.method == "GET":
+            try:
+                from pyk8s.api.meta import parse_bool
+                watch = parse_bool(request.query.get("watch"))
+            except ValueError as e:
+                raise errors.BadRequest(str(e)) from None
+        ri = requestinfo.parse(request.method, path, watch)
+        if ri.is_resource:
+            return await self.resources.handle(request, ri)
+        return await self._discovery(request, ri.parts)
+
+    async def _discovery(self, request: web.Request, parts: tuple[str, ...]) -> web.Response:
+        if request.method != "GET":
+            raise errors.NotFound("the server could not find the requested resource")
+        cat = self.catalogue
+        if parts in (("api",), ("apis",)):
+            agg = _aggregated_version(request.headers.get("Accept"))
+            if agg:
+                body = discovery.aggregated(cat, parts == ("api",), agg)
+                ct = f"application/json;g=apidiscovery.k8s.io;v={agg};as=APIGroupDiscoveryList"
+                return json_response(body, content_type=ct, headers={"Vary": "Accept"})
+            if parts == ("api",):
+                return json_response(discovery.api_versions(self.config.server_address),
+                                     headers={"Vary": "Accept"})
+            return json_response(discovery.api_group_list(cat), headers={"Vary": "Accept"})
+        doc: Any = None
+        if len(parts) == 2 and parts[0] == "api":
+            doc = discovery.api_resource_list(cat, "", parts[1])
+        elif len(parts) == 2 and parts[0] == "apis":
+            doc = discovery.api_group(cat, parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            doc = discovery.api_resource_list(cat, parts[1], parts[2])
+        if doc is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        return json_response(doc)
+
+
+def _aggregated_version(accept: str | None) -> str | None:
+    """The aggregated discovery version the client asks for first, if any."""
+    for r in neg.parse_accept(accept):
+        if r.params.get("as") == "APIGroupDiscoveryList" and \
+                r.params.get("g") == "apidiscovery.k8s.io" and r.params.get("v") in ("v2", "v2beta1"):
+            return r.params["v"]
+        if r.type in (neg.JSON, "*/*", "application/*") and not r.params.get("as"):
+            return None
+    return None

@@ -1,0 +1,132 @@
+"""First-start credentials: a CA, a serving certificate, an admin token and kubeconfig.
+
+Everything lives in the data directory and is reused on later starts (like k3s).
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+@dataclass
+class Credentials:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    admin_token: str
+    node_token: str
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _new_ca(dir_: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pyk8s-ca")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    _write_private(dir_ / "ca.key", _key_pem(key))
+    (dir_ / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key
+
+
+def _load_ca(dir_: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    cert = x509.load_pem_x509_certificate((dir_ / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((dir_ / "ca.key").read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return cert, key
+
+
+def _server_cert(dir_: Path, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey,
+                 extra_hosts: list[str]) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    hosts = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local", socket.gethostname(), *extra_hosts]
+    ips = ["127.0.0.1", "::1", "10.96.0.1"]
+    san: list[x509.GeneralName] = []
+    for h in dict.fromkeys(hosts + ips):
+        try:
+            san.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            san.append(x509.DNSName(h))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=825))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    _write_private(dir_ / "server.key", _key_pem(key))
+    (dir_ / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _token(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    tok = secrets.token_hex(24)
+    _write_private(path, (tok + "\n").encode())
+    return tok
+
+
+def ensure_credentials(data_dir: Path, extra_hosts: list[str] | None = None) -> Credentials:
+    tls = data_dir / "tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    if (tls / "ca.crt").exists() and (tls / "ca.key").exists():
+        ca, ca_key = _load_ca(tls)
+    else:
+        ca, ca_key = _new_ca(tls)
+    if not (tls / "server.crt").exists() or not (tls / "server.key").exists():
+        _server_cert(tls, ca, ca_key, extra_hosts or [])
+    return Credentials(ca_cert=tls / "ca.crt", server_cert=tls / "server.crt",
+                       server_key=tls / "server.key", admin_token=_token(data_dir / "token"),
+                       node_token=_token(data_dir / "node-token"))
+
+
+def write_kubeconfig(path: Path, server: str, token: str, ca_cert: Path | None) -> None:
+    cluster: dict[str, object] = {"server": server}
+    if ca_cert is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_cert.read_bytes()).decode()
+    cfg = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "pyk8s", "cluster": cluster}],
+        "users": [{"name": "admin", "user": {"token": token}}],
+        "contexts": [{"name": "pyk8s", "context": {"cluster": "pyk8s", "user": "admin"}}],
+        "current-context": "pyk8s",
+        "preferences": {},
+    }
+    _write_private(path, yaml.safe_dump(cfg, sort_keys=False).encode())

@@ -1,0 +1,103 @@
+"""The `pyk8s` command: `server` (the API server alone) and `up` (the all-in-one cluster)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from pyk8s.apiserver.app import APIServer, ServerConfig
+from pyk8s.apiserver.certs import ensure_credentials, write_kubeconfig
+from pyk8s.storage import open_storage
+
+log = logging.getLogger("pyk8s")
+
+
+def _add_server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=".pyk8s", help="state, certificates and kubeconfig")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=6443)
+    p.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="serve plain HTTP without authentication (tests only)")
+    p.add_argument("--watch-cache-size", type=int, default=5000,
+                   help="events kept per resource for watch resume")
+    p.add_argument("--bookmark-interval", type=float, default=15.0,
+                   help="seconds between watch bookmarks")
+    p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+
+
+async def run_server(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    storage = await open_storage(args.storage, str(data_dir))
+    host = args.bind if args.bind not in ("0.0.0.0", "::") else "127.0.0.1"
+    ssl_ctx: ssl.SSLContext | None = None
+    tokens: set[str] = set()
+    if args.insecure_http:
+        scheme = "http"
+        creds = None
+    else:
+        scheme = "https"
+        creds = ensure_credentials(data_dir, [args.bind])
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_ctx.load_cert_chain(creds.server_cert, creds.server_key)
+        tokens = {creds.admin_token}
+    url = f"{scheme}://{host}:{args.port}"
+    config = ServerConfig(tokens=tokens, server_address=f"{host}:{args.port}",
+                          bookmark_interval=args.bookmark_interval,
+                          watch_cache_size=args.watch_cache_size)
+    server = APIServer(storage, config)
+    await server.start()
+    write_kubeconfig(data_dir / "kubeconfig.yaml", url, creds.admin_token if creds else "",
+                     creds.ca_cert if creds else None)
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.bind, args.port, ssl_context=ssl_ctx, backlog=1024)
+    await site.start()
+    log.info("pyk8s API server listening on %s (storage %s, ready in %.0f ms)", url,
+             args.storage, (time.perf_counter() - started) * 1000)
+    log.info("kubeconfig: %s", data_dir / "kubeconfig.yaml")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pyk8s", description="Kubernetes, implemented in Python")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_server = sub.add_parser("server", help="run the API server")
+    _add_server_args(p_server)
+    p_up = sub.add_parser("up", help="run the all-in-one cluster (for now: the API server)")
+    _add_server_args(p_up)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        import uvloop  # type: ignore[import-not-found]
+        uvloop.install()
+    except ImportError:
+        pass
+    if args.command == "up":
+        kc = Path(args.data_dir).resolve() / "kubeconfig.yaml"
+        print(f"pyk8s: starting; then use: export KUBECONFIG={kc}; kubectl get ns", flush=True)
+    asyncio.run(run_server(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Shared fixtures: real `pyk8s server` processes, an HTTP helper and real kubectl."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import urllib3
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Response:
+    def __init__(self, r: urllib3.BaseHTTPResponse) -> None:
+        self.status = r.status
+        self.headers = r.headers
+        self.data = r.data
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.data[:300]!r}>"
+
+
+class ServerProcess:
+    """A real `pyk8s server` in its own process, HTTPS with the admin token."""
+
+    def __init__(self, data_dir: Path, storage: str = "sqlite", extra: list[str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.storage = storage
+        self.extra = extra or []
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "server.log"
+        self.http = urllib3.PoolManager(cert_reqs="CERT_NONE", retries=False, maxsize=8)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig.yaml"
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "token").read_text().strip()
+
+    def start(self, timeout: float = 20.0) -> "ServerProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pyk8s.cli.main", "server", "--data-dir", str(self.data_dir),
+               "--port", str(self.port), "--storage", self.storage, *self.extra]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                r = self.http.request("GET", self.url + "/readyz", timeout=1.0)
+                if r.status == 200 and self.kubeconfig.exists():
+                    return self
+            except urllib3.exceptions.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    # -- HTTP --------------------------------------------------------------------------------
+    def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+                content_type: str | None = "application/json", token: str | None = "admin",
+                raw: bytes | None = None, timeout: float = 30.0) -> Response:
+        h = dict(headers or {})
+        if token == "admin":
+            h["Authorization"] = f"Bearer {self.token}"
+        elif token:
+            h["Authorization"] = f"Bearer {token}"
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+        if data is not None and content_type:
+            h.setdefault("Content-Type", content_type)
+        r = self.http.request(method, self.url + path, body=data, headers=h, timeout=timeout,
+                              preload_content=True)
+        return Response(r)
+
+    def get(self, path: str, **kw: Any) -> Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Response:
+        return self.request("POST", path, body, **kw)
+
+    def put(self, path: str, body: Any = None, **kw: Any) -> Response:
+        return self.request("PUT", path, body, **kw)
+
+    def patch(self, path: str, body: Any, content_type: str, **kw: Any) -> Response:
+        return self.request("PATCH", path, body, content_type=content_type, **kw)
+
+    def delete(self, path: str, body: Any = None, **kw: Any) -> Response:
+        return self.request("DELETE", path, body, **kw)
+
+    # -- kubectl -----------------------------------------------------------------------------
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), HOME=str(self.data_dir))
+        p = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True,
+                           env=env, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}):\n"
+                                 f"stdout: {p.stdout}\nstderr: {p.stderr}")
+        return p
+
+    def kubectl_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server per test module (SQLite storage)."""
+    srv = ServerProcess(tmp_path_factory.mktemp("pyk8s")).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def load_yaml_docs(text: str) -> list[Any]:
+    return [d for d in yaml.safe_load_all(text) if d]
