@@ -30,6 +30,7 @@ VERSION_INFO = {
     "goVersion": "python3.11", "compiler": "cpython", "platform": "linux/amd64",
 }
 
+_V2_PROTO_STUB = bytes.fromhex("0a03322e3012150a0a4b756265726e6574657312077631" "2e33322e30")
 _PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -166,7 +167,13 @@ class APIServer:
         return json_response(VERSION_INFO)
 
     async def _openapi_v2(self, request: web.Request) -> web.Response:
-        return json_response(self.openapi.v2())
+        accept = request.headers.get("Accept", "")
+        if "protobuf" in accept and "json" not in accept and "*/*" not in accept:
+            # kubectl 1.27/1.28 insist on protobuf here; a minimal Document (swagger "2.0" +
+            # info) lets them fall back to OpenAPI v3, which carries the real schemas.
+            return web.Response(body=_V2_PROTO_STUB, headers={
+                "Content-Type": "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"})
+        return json_response(self.openapi.v2(), headers={"Vary": "Accept"})
 
     async def _openapi_v3_index(self, request: web.Request) -> web.Response:
         return json_response(self.openapi.v3_index())
@@ -176,11 +183,15 @@ class APIServer:
         doc = self.openapi.v3_document(gv)
         if doc is None:
             raise errors.NotFound("the server could not find the requested resource")
-        etag = '"' + self.openapi.v3_hash(gv) + '"'
+        current = self.openapi.v3_hash(gv) or ""
+        asked = request.query.get("hash")
+        if asked and asked != current:
+            raise web.HTTPMovedPermanently(f"/openapi/v3/{gv}?hash={current}")
+        etag = f'"{current}"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
-        headers = {"ETag": etag}
-        if request.query.get("hash"):
+        headers = {"ETag": etag, "Vary": "Accept"}
+        if asked:
             headers["Cache-Control"] = "public, immutable"
         return json_response(doc, headers=headers)
 

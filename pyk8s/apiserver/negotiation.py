@@ -108,7 +108,12 @@ def choose_output(request: web.Request) -> Output:
     for r in ranges:
         if r.params.get("as") == "Table" and r.params.get("g") == "meta.k8s.io":
             if r.params.get("v") in ("v1", "v1beta1"):
-                return Output("table", request.query.get("includeObject", "Metadata"))
+                inc = request.query.get("includeObject") or "Metadata"
+                if inc not in ("None", "Metadata", "Object"):
+                    raise errors.BadRequest(
+                        "Unable to convert to Table as requested: includeObject: Unsupported "
+                        f'value: "{inc}": supported values: "None", "Metadata", "Object"')
+                return Output("table", inc)
             continue
         if r.params.get("as"):
             # PartialObjectMetadata etc.: not served; fall through to the next range.

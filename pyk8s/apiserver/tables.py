@@ -544,15 +544,16 @@ def label_selector_string(selector: dict | None) -> str:
     for expr in selector.get("matchExpressions") or []:
         key = expr.get("key", "")
         op = expr.get("operator", "")
-        values = ",".join(sorted(set(expr.get("values") or [])))
-        if op == "In":
-            reqs.append((key, f"{key} in ({values})"))
-        elif op == "NotIn":
-            reqs.append((key, f"{key} notin ({values})"))
-        elif op == "Exists":
-            reqs.append((key, key))
-        elif op == "DoesNotExist":
-            reqs.append((key, f"!{key}"))
+        raw_values = expr.get("values") or []
+        values = ",".join(sorted(raw_values))
+        if op in ("In", "NotIn"):
+            if not raw_values:
+                raise ValueError("for 'in', 'notin' operators, values set can't be empty")
+            reqs.append((key, f"{key} {op.lower()} ({values})"))
+        elif op in ("Exists", "DoesNotExist"):
+            if raw_values:
+                raise ValueError("values set must be empty for exists and does not exist")
+            reqs.append((key, key if op == "Exists" else f"!{key}"))
         else:
             raise ValueError(f"{op!r} is not a valid label selector operator")
     reqs.sort(key=lambda r: r[0])

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+import urllib3
 
 from tests.conftest import ServerProcess
 
@@ -305,7 +306,8 @@ def test_all_namespaces_list(server: ServerProcess) -> None:
 class WatchReader:
     def __init__(self, server: ServerProcess, path: str) -> None:
         self.events: list[dict[str, Any]] = []
-        self.resp = server.http.request("GET", server.url + path, preload_content=False,
+        self.pool = urllib3.PoolManager(cert_reqs="CERT_NONE", retries=False)
+        self.resp = self.pool.request("GET", server.url + path, preload_content=False,
                                         headers={"Authorization": f"Bearer {server.token}"},
                                         timeout=30)
         self.status = self.resp.status
@@ -332,7 +334,7 @@ class WatchReader:
         return self.events
 
     def close(self) -> None:
-        self.resp.release_conn()
+        self.pool.clear()
 
 
 def test_watch_resume_replays_history(server: ServerProcess) -> None:
