@@ -299,7 +299,6 @@ def test_custom_resources_get_metadata_checks_only() -> None:
     assert errs("example.com", "Widget", obj) == [
         ("metadata.name", f'Invalid value: "Bad": {SUBDOMAIN_MSG}')]
     obj["metadata"]["name"] = "ok"
-    assert errs("example.com", "Widget", obj, namespaced=True) if False else True
     assert v.validate("example.com", "Widget", obj, namespaced=True) == [
         {"reason": "FieldValueRequired", "message": "Required value",
          "field": "metadata.namespace"}]

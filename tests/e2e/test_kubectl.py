@@ -63,8 +63,8 @@ kind: Secret
 metadata:
   name: creds
   namespace: shop
-stringData:
-  password: s3cret
+data:
+  password: czNjcmV0
 """
 
 
