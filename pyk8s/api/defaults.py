@@ -468,9 +468,8 @@ def _default_job(obj: Obj) -> None:
     if spec.get("backoffLimit") is None:
         spec["backoffLimit"] = 2**31 - 1 if spec.get("backoffLimitPerIndex") is not None else 6
     labels = (_sub(spec, "template", "metadata") or {}).get("labels")
-    meta = _dict(obj, "metadata")
-    if isinstance(labels, dict) and labels and not meta.get("labels"):
-        meta["labels"] = copy.deepcopy(labels)
+    if isinstance(labels, dict) and labels and not (_sub(obj, "metadata") or {}).get("labels"):
+        _dict(obj, "metadata")["labels"] = copy.deepcopy(labels)
     _set(spec, "completionMode", "NonIndexed")
     if spec.get("suspend") is None:
         spec["suspend"] = False

@@ -1042,12 +1042,15 @@ def _validate_resources(res: Any, path: str) -> Errs:
         p = _key(req_path, name)
         errs += _validate_container_resource_name(name, p)
         errs += _validate_resource_value(name, value, p)
+        overcommit = name in _STANDARD_CONTAINER_RESOURCES
         if name not in limits:
+            if not overcommit:
+                errs.append(field_required(lim_path,
+                                           "Limit must be set for non overcommitable resources"))
             continue
         req, lim = parse_quantity(value), parse_quantity(limits[name])
         if req is None or lim is None:
             continue
-        overcommit = name in _STANDARD_CONTAINER_RESOURCES
         if req != lim and not overcommit:
             errs.append(_invalid(req_path, _qstr(value),
                                  f"must be equal to {name} limit of {_qstr(limits[name])}"))

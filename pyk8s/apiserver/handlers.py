@@ -178,10 +178,8 @@ class ResourceHandler:
         def mutate(current: Obj) -> Obj:
             try:
                 new = patching.apply_patch(current, patch_doc, ct, schema)
-            except patching.PatchTestFailed as e:
-                raise errors.Invalid(str(e)) from None
             except patching.PatchError as e:
-                raise errors.Invalid(str(e)) from None
+                raise _patch_error(e) from None
             if not isinstance(new, dict):
                 raise errors.BadRequest("patch result is not an object")
             _check_body_type(info.kind, info.api_version, new)
@@ -246,8 +244,8 @@ class ResourceHandler:
             else:
                 try:
                     want = patching.apply_patch(scale, body, ct, scale_schema)
-                except (patching.PatchError, patching.PatchTestFailed) as e:
-                    raise errors.Invalid(str(e)) from None
+                except patching.PatchError as e:
+                    raise _patch_error(e) from None
             replicas = (want.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or replicas < 0:
                 raise errors.Invalid.of("autoscaling", "Scale", name, [errors.field_invalid(
@@ -287,6 +285,14 @@ class ResourceHandler:
         await store.update(ns, name, mutate, subresource="binding", dry_run=_dry_run(request))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                               "status": "Success", "code": 201}, 201)
+
+
+def _patch_error(e: errors.ApiError) -> errors.ApiError:
+    """Patch failures keep upstream's 400/413/422; upstream's 500 for a strategic merge that
+    cannot be applied is reported as 422, the client's mistake it is."""
+    if e.code >= 500:
+        return errors.Invalid(e.message)
+    return e
 
 
 def _allows_create_on_update(store: Store) -> bool:

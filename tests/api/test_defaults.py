@@ -158,7 +158,10 @@ def test_explicit_values_are_kept() -> None:
 CASES: list[tuple[tuple[str, str, str], dict, dict]] = [
     (("", "v1", "ReplicationController"),
      {"spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}},
-     {"metadata": {"labels": {"app": "x"}}, "spec": {"replicas": 1, "selector": {"app": "x"}}}),
+     {"metadata": {"labels": {"app": "x"}}, "spec": {
+         "replicas": 1, "selector": {"app": "x"},
+         "template": {"metadata": {"labels": {"app": "x"}, "creationTimestamp": None},
+                      "spec": {"containers": [], **POD_SPEC_DEFAULTS}}}}),
     (("", "v1", "Secret"), {"stringData": {"user": "admin"}},
      {"type": "Opaque", "data": {"user": base64.b64encode(b"admin").decode()}}),
     (("", "v1", "Namespace"), {"metadata": {"name": "team"}},

@@ -443,6 +443,14 @@ POD_CASES: list[tuple[str, dict, tuple[str, str]]] = [
         "limits": {"example.com/gpu": "500m"}, "requests": {"example.com/gpu": "500m"}})]},
      ("spec.containers[0].resources.limits[example.com/gpu]",
       'Invalid value: "500m": must be an integer')),
+    ("extended resource needs a limit", {"containers": [_ctr(resources={
+        "requests": {"example.com/gpu": "1"}})]},
+     ("spec.containers[0].resources.limits",
+      "Required value: Limit must be set for non overcommitable resources")),
+    ("extended resource request equals limit", {"containers": [_ctr(resources={
+        "requests": {"example.com/gpu": "1"}, "limits": {"example.com/gpu": "2"}})]},
+     ("spec.containers[0].resources.requests",
+      'Invalid value: "1": must be equal to example.com/gpu limit of 2')),
     ("probe handler", {"containers": [_ctr(livenessProbe={"periodSeconds": 5})]},
      ("spec.containers[0].livenessProbe", "Required value: must specify a handler type")),
     ("liveness success", {"containers": [_ctr(livenessProbe={
