@@ -42,6 +42,7 @@ class ServerConfig:
     min_request_timeout: float = 1800.0
     bookmark_interval: float = 15.0
     watch_cache_size: int = 5000
+    compaction_interval: float = 300.0  # upstream compacts every 5 minutes
 
 
 class APIServer:
@@ -55,6 +56,7 @@ class APIServer:
         self.openapi = OpenAPIDocs(self.catalogue)
         self.resources = ResourceHandler(self)
         self.ready = False
+        self._compactor: asyncio.Task[None] | None = None
 
     def store(self, info: ResourceInfo) -> Store:
         key = (info.group, info.version, info.plural)
@@ -93,10 +95,27 @@ class APIServer:
                 await self.store(ns_info).create(None, {"metadata": {"name": name}})
             except errors.AlreadyExists:
                 pass
+        if self.config.compaction_interval > 0:
+            self._compactor = asyncio.create_task(self._compact_periodically(), name="compactor")
         self.ready = True
+
+    async def _compact_periodically(self) -> None:
+        """Like upstream: every interval, compact history up to the revision that was current
+        one interval ago, so watches can resume from anything newer."""
+        previous = await self.storage.current_revision()
+        while True:
+            await asyncio.sleep(self.config.compaction_interval)
+            try:
+                if previous > 0:
+                    await self.storage.compact(previous)
+                previous = await self.storage.current_revision()
+            except Exception:
+                log.exception("compaction failed; will retry")
 
     async def stop(self) -> None:
         self.ready = False
+        if self._compactor:
+            self._compactor.cancel()
         await self.cache.stop()
         await self.storage.close()
 

@@ -31,6 +31,8 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
                    help="events kept per resource for watch resume")
     p.add_argument("--bookmark-interval", type=float, default=15.0,
                    help="seconds between watch bookmarks")
+    p.add_argument("--compaction-interval", type=float, default=300.0,
+                   help="seconds between storage compactions (0 disables)")
     p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
 
 
@@ -54,7 +56,8 @@ async def run_server(args: argparse.Namespace) -> None:
     url = f"{scheme}://{host}:{args.port}"
     config = ServerConfig(tokens=tokens, server_address=f"{host}:{args.port}",
                           bookmark_interval=args.bookmark_interval,
-                          watch_cache_size=args.watch_cache_size)
+                          watch_cache_size=args.watch_cache_size,
+                          compaction_interval=args.compaction_interval)
     server = APIServer(storage, config)
     await server.start()
     write_kubeconfig(data_dir / "kubeconfig.yaml", url, creds.admin_token if creds else "",

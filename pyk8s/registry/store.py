@@ -393,11 +393,6 @@ class Store:
             self.strategy.default(new)
             self.strategy.prepare_for_update(new, old)
             causes = self.strategy.validate(new, old)
-            if old["metadata"].get("deletionTimestamp"):
-                added = set(md.get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
-                if added:
-                    causes = causes + [errors.field_forbidden(
-                        "metadata.finalizers", f"no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)}")]
         if causes:
             raise self._invalid(name, causes)
         return new

@@ -131,27 +131,6 @@ class PodStrategy(Strategy):
         return int(spec.get("terminationGracePeriodSeconds", 30))
 
 
-class SecretStrategy(Strategy):
-    def default(self, obj: Obj) -> None:
-        _fold_string_data(obj)
-        super().default(obj)
-
-
-class EventStrategy(Strategy):
-    pass
-
-
-def _fold_string_data(obj: Obj) -> None:
-    """Secrets: stringData is write-only; fold it into base64 data."""
-    import base64
-    sd = obj.pop("stringData", None)
-    if isinstance(sd, dict):
-        data = obj.setdefault("data", {}) or {}
-        obj["data"] = data
-        for k, v in sd.items():
-            data[k] = base64.b64encode(str(v).encode()).decode()
-
-
 def _qos_class(spec: Obj) -> str:
     """Guaranteed / Burstable / BestEffort, from the containers' requests and limits."""
     containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
@@ -173,7 +152,6 @@ def _qos_class(spec: Obj) -> str:
 _STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
-    ("", "Secret"): SecretStrategy,
 }
 
 
