@@ -245,3 +245,71 @@ def test_wait_for_jsonpath(shop: ServerProcess) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "condition met" in out
+
+
+# One object per kind, and the header upstream's kubectl prints for it.
+KIND_HEADERS = [
+    ("ServiceAccount", {"metadata": {"name": "sa1"}}, "serviceaccounts", "NAME SECRETS AGE"),
+    ("Endpoints", {"metadata": {"name": "ep1"}}, "endpoints", "NAME ENDPOINTS AGE"),
+    ("ReplicationController", {"metadata": {"name": "rc1"}, "spec": {
+        "selector": {"a": "b"}, "template": {"metadata": {"labels": {"a": "b"}},
+                                             "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+     "replicationcontrollers", "NAME DESIRED CURRENT READY AGE"),
+    ("ReplicaSet", {"apiVersion": "apps/v1", "metadata": {"name": "rs1"}, "spec": {
+        "selector": {"matchLabels": {"a": "b"}}, "template": {
+            "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+     "replicasets", "NAME DESIRED CURRENT READY AGE"),
+    ("StatefulSet", {"apiVersion": "apps/v1", "metadata": {"name": "ss1"}, "spec": {
+        "serviceName": "ss1", "selector": {"matchLabels": {"a": "s"}}, "template": {
+            "metadata": {"labels": {"a": "s"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}},
+     "statefulsets", "NAME READY AGE"),
+    ("Job", {"apiVersion": "batch/v1", "metadata": {"name": "j1"}, "spec": {"template": {
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}},
+     "jobs", "NAME STATUS COMPLETIONS DURATION AGE"),
+    ("Lease", {"apiVersion": "coordination.k8s.io/v1", "metadata": {"name": "l1"},
+               "spec": {"holderIdentity": "me"}}, "leases", "NAME HOLDER AGE"),
+    ("Role", {"apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": "r1"}, "rules": []},
+     "roles", "NAME CREATED AT"),
+    ("RoleBinding", {"apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": "rb1"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r1"},
+                     "subjects": [{"kind": "User", "name": "u", "apiGroup": "rbac.authorization.k8s.io"}]},
+     "rolebindings", "NAME ROLE AGE"),
+    ("NetworkPolicy", {"apiVersion": "networking.k8s.io/v1", "metadata": {"name": "np1"},
+                       "spec": {"podSelector": {}}}, "networkpolicies", "NAME POD-SELECTOR AGE"),
+    ("PodDisruptionBudget", {"apiVersion": "policy/v1", "metadata": {"name": "pdb1"},
+                             "spec": {"minAvailable": 1, "selector": {"matchLabels": {"a": "b"}}}},
+     "poddisruptionbudgets", "NAME MIN AVAILABLE MAX UNAVAILABLE ALLOWED DISRUPTIONS AGE"),
+    ("PriorityClass", {"apiVersion": "scheduling.k8s.io/v1", "metadata": {"name": "high"}, "value": 1000},
+     "priorityclasses", "NAME VALUE GLOBAL-DEFAULT AGE PREEMPTIONPOLICY"),
+    ("StorageClass", {"apiVersion": "storage.k8s.io/v1", "metadata": {"name": "fast"},
+                      "provisioner": "example.com/p"},
+     "storageclasses", "NAME PROVISIONER RECLAIMPOLICY VOLUMEBINDINGMODE ALLOWVOLUMEEXPANSION AGE"),
+]
+
+
+@pytest.mark.parametrize("kind,obj,resource,header", KIND_HEADERS, ids=[k[0] for k in KIND_HEADERS])
+def test_kind_columns(shop: ServerProcess, kind: str, obj: dict, resource: str, header: str) -> None:
+    doc = {"apiVersion": "v1", "kind": kind, **obj}
+    doc["metadata"] = {**obj["metadata"], "namespace": "shop"}
+    if resource in ("priorityclasses", "storageclasses"):
+        del doc["metadata"]["namespace"]
+    shop.kubectl("apply", "-f", "-", input=json.dumps(doc))
+    out = shop.kubectl("get", resource, "-n", "shop").stdout
+    first = out.split("\n")[0]
+    assert first.split() == header.split(), out
+    assert obj["metadata"]["name"] in out
+
+
+def test_edit_with_editor(shop: ServerProcess) -> None:
+    env_editor = "sed -i s/color:\\ blue/color:\\ red/"
+    shop.kubectl("apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "editme", "namespace": "shop"},
+         "data": {"color": "blue"}}))
+    import os
+    env = dict(os.environ, KUBECONFIG=str(shop.kubeconfig), HOME=str(shop.data_dir),
+               KUBE_EDITOR=env_editor)
+    p = subprocess.run([KUBECTL, "edit", "configmap", "editme", "-n", "shop"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "edited" in p.stdout
+    assert shop.kubectl_json("get", "configmap", "editme", "-n", "shop")["data"]["color"] == "red"
