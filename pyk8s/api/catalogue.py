@@ -113,7 +113,7 @@ BUILTIN: tuple[ResourceInfo, ...] = (
     # coordination, discovery, events
     _r("coordination.k8s.io", "v1", "Lease", "leases"),
     _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
-    _r("events.k8s.io", "v1", "Event", "events", short=["ev"], storage_group="events.k8s.io"),
+    _r("events.k8s.io", "v1", "Event", "events", short=["ev"]),  # stored as core v1 Events
     # policy
     _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short=["pdb"],
        sub=["status"]),

@@ -83,6 +83,8 @@ async def serve_watch(server: "APIServer", request: web.Request, store: Store,
 
     def render(type_: str, obj: Obj, ev: Any) -> bytes:
         nonlocal first_table
+        if store.conversion:
+            obj, ev = store.external(obj), None
         if out.kind == "table":
             t = tables.build_table(store.info.group, store.info.kind, [obj],
                                    now=datetime.now(timezone.utc),

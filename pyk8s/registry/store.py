@@ -17,6 +17,7 @@ from pyk8s.api import errors, meta, pruning
 from pyk8s.api.catalogue import ResourceInfo
 from pyk8s.api.selectors import (FieldSelector, LabelSelector, SelectorError,
                                  convert_field_selector, object_fields, parse_label_selector)
+from pyk8s.registry.conversion import conversion_for
 from pyk8s.registry.strategy import NamespaceStrategy, Strategy
 from pyk8s.storage import interface as st
 from pyk8s.watch.cache import CacheEvent, TooLarge, TooOld, WatchCache, Watcher, decode
@@ -102,6 +103,14 @@ class Store:
         self.cache = cache
         self.strategy = strategy
         self.namespace_check = namespace_check
+        self.conversion = conversion_for(info)
+
+    def external(self, obj: Obj) -> Obj:
+        """A stored object in the version this store serves (the same dict if no conversion)."""
+        return self.conversion.to_external(obj) if self.conversion else obj
+
+    def _encode(self, obj: Obj) -> bytes:
+        return encode(self.conversion.to_storage(obj) if self.conversion else obj)
 
     # -- helpers ---------------------------------------------------------------------------
     def _key(self, namespace: str | None, name: str) -> str:
@@ -164,7 +173,7 @@ class Store:
         if dry_run:
             return obj, warnings
         try:
-            kv = await self.storage.create(self._key(namespace, name), encode(obj))
+            kv = await self.storage.create(self._key(namespace, name), self._encode(obj))
         except st.KeyExists:
             raise errors.AlreadyExists.of(self.info.group, self.info.plural, name) from None
         md["resourceVersion"] = str(kv.mod_revision)
@@ -176,7 +185,7 @@ class Store:
             kv = await self.storage.get(self._key(namespace, name))
         except st.KeyNotFound:
             raise self.not_found(name) from None
-        return decode(kv.value, kv.mod_revision)
+        return self.external(decode(kv.value, kv.mod_revision))
 
     # -- list ------------------------------------------------------------------------------
     def selectors(self, opts: ListOptions) -> tuple[LabelSelector, FieldSelector]:
@@ -263,6 +272,8 @@ class Store:
                     remaining = len(pairs) - i
                 break
             items.append(o)
+        if self.conversion:
+            items = [self.external(o) for o in items]
         return ListResult(items, list_rev, token, remaining)
 
     # -- watch -----------------------------------------------------------------------------
@@ -318,7 +329,7 @@ class Store:
         result: dict[str, Obj] = {}
 
         async def fn(kv: st.KeyValue) -> bytes | None:
-            old = decode(kv.value, kv.mod_revision)
+            old = self.external(decode(kv.value, kv.mod_revision))
             new = mutate(copy.deepcopy(old))
             if hasattr(new, "__await__"):
                 new = await new  # type: ignore[misc]
@@ -338,7 +349,7 @@ class Store:
             result["obj"] = new_obj
             if dry_run:
                 return None
-            return encode(new_obj)
+            return self._encode(new_obj)
 
         while True:
             try:
@@ -430,7 +441,7 @@ class Store:
                     continue
                 except st.KeyNotFound:
                     raise self.not_found(name) from None
-                return decode(kv.value, kv.mod_revision), False
+                return self.external(decode(kv.value, kv.mod_revision)), False
             # Graceful / finalized deletion: mark, keep.
             if md.get("deletionTimestamp") and wants == finalizers and grace >= int(
                     md.get("deletionGracePeriodSeconds") or 0):
@@ -451,7 +462,7 @@ class Store:
                 return obj, True
             try:
                 kv = await self.storage.guaranteed_update(
-                    key, lambda _kv, o=obj: encode(o), expected_revision=int(md["resourceVersion"]))
+                    key, lambda _kv, o=obj: self._encode(o), expected_revision=int(md["resourceVersion"]))
             except st.RevisionConflict:
                 continue
             except st.KeyNotFound:

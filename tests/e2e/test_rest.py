@@ -505,3 +505,35 @@ def test_table_output(server: ServerProcess) -> None:
     assert [c["name"] for c in t["columnDefinitions"]][:3] == ["Name", "Status", "Age"]
     row = t["rows"][0]
     assert row["object"]["kind"] == "PartialObjectMetadata"
+
+
+# -- versions sharing storage -------------------------------------------------------------
+def test_hpa_v1_and_v2_share_objects(server: ServerProcess) -> None:
+    v1 = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers"
+    v2 = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers"
+    r = server.post(v1, {"metadata": {"name": "h1"}, "spec": {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 70}})
+    assert r.status == 201, r
+    assert r.json()["apiVersion"] == "autoscaling/v1"
+    assert r.json()["spec"]["targetCPUUtilizationPercentage"] == 70
+    got = server.get(f"{v2}/h1").json()
+    assert got["apiVersion"] == "autoscaling/v2"
+    assert got["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    items = server.get(v1).json()["items"]
+    assert [i["spec"]["targetCPUUtilizationPercentage"] for i in items if i["metadata"]["name"] == "h1"] == [70]
+
+
+def test_core_and_events_k8s_io_events_share_objects(server: ServerProcess) -> None:
+    core = "/api/v1/namespaces/default/events"
+    new = "/apis/events.k8s.io/v1/namespaces/default/events"
+    r = server.post(core, {"metadata": {"name": "ev1"}, "involvedObject": {
+        "kind": "Pod", "name": "p", "namespace": "default"}, "reason": "Started",
+        "message": "Started container", "type": "Normal", "count": 2})
+    assert r.status == 201, r
+    got = server.get(f"{new}/ev1").json()
+    assert got["apiVersion"] == "events.k8s.io/v1"
+    assert got["regarding"]["name"] == "p" and got["note"] == "Started container"
+    assert got["deprecatedCount"] == 2
+    r = server.get(f"{core}?fieldSelector=involvedObject.name%3Dp").json()
+    assert [e["metadata"]["name"] for e in r["items"]] == ["ev1"]
