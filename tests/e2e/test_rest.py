@@ -537,3 +537,58 @@ def test_core_and_events_k8s_io_events_share_objects(server: ServerProcess) -> N
     assert got["deprecatedCount"] == 2
     r = server.get(f"{core}?fieldSelector=involvedObject.name%3Dp").json()
     assert [e["metadata"]["name"] for e in r["items"]] == ["ev1"]
+
+
+def test_expired_continue_token_is_410(tmp_path: Any) -> None:
+    srv = ServerProcess(tmp_path, extra=["--watch-cache-size", "5"]).start()
+    try:
+        for i in range(4):
+            srv.post(CM, cm(f"page{i}"))
+        first = srv.get(f"{CM}?limit=2").json()
+        token = first["metadata"]["continue"]
+        for i in range(10):
+            srv.post(CM, cm(f"churn{i}"))
+        body = assert_status(srv.get(f"{CM}?limit=2&continue={token}"), 410, "Expired")
+        assert body["message"].startswith("The provided continue parameter is too old")
+    finally:
+        srv.stop()
+
+
+def test_too_large_resource_version_is_504(server: ServerProcess) -> None:
+    rv = int(server.get(CM).json()["metadata"]["resourceVersion"])
+    body = assert_status(server.get(f"{CM}?resourceVersion={rv + 1000}"), 504, "Timeout")
+    assert body["message"].startswith(f"Too large resource version: {rv + 1000}")
+
+
+def test_list_exact_resource_version_is_a_snapshot(server: ServerProcess) -> None:
+    server.post("/api/v1/namespaces", {"metadata": {"name": "snap"}})
+    base = "/api/v1/namespaces/snap/configmaps"
+    server.post(base, cm("s1"))
+    rv = server.get(base).json()["metadata"]["resourceVersion"]
+    server.post(base, cm("s2"))
+    server.delete(f"{base}/s1")
+    r = server.get(f"{base}?resourceVersion={rv}&resourceVersionMatch=Exact").json()
+    assert [o["metadata"]["name"] for o in r["items"]] == ["s1"]
+    assert r["metadata"]["resourceVersion"] == rv
+    now = server.get(f"{base}?resourceVersion=0").json()
+    assert [o["metadata"]["name"] for o in now["items"]] == ["s2"]
+
+
+def test_graceful_pod_deletion(server: ServerProcess) -> None:
+    pods = "/api/v1/namespaces/default/pods"
+    server.post(pods, {"metadata": {"name": "graceful"},
+                       "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    server.post(f"{pods}/graceful/binding", {"target": {"name": "node-1"}})
+    r = server.delete(f"{pods}/graceful")
+    assert r.status == 202, r
+    md = r.json()["metadata"]
+    assert md["deletionGracePeriodSeconds"] == 30 and md["deletionTimestamp"]
+    assert server.get(f"{pods}/graceful").status == 200  # the kubelet finishes it
+    r = server.delete(f"{pods}/graceful", {"gracePeriodSeconds": 0})
+    assert r.status == 200, r
+    assert server.get(f"{pods}/graceful").status == 404
+    # An unscheduled pod goes at once.
+    server.post(pods, {"metadata": {"name": "unbound"},
+                       "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    assert server.delete(f"{pods}/unbound").status == 200
+    assert server.get(f"{pods}/unbound").status == 404
