@@ -1,4 +1,5 @@
-"""The `pyk8s` command: `server` (the API server alone) and `up` (the all-in-one cluster)."""
+"""The `pyk8s` command: `server` (the API server alone), `up` (the all-in-one cluster: API
+server and controllers) and `controller-manager` (the controllers alone)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import uvloop
 from aiohttp import web
 
 from pyk8s.apiserver.app import APIServer, ServerConfig
@@ -73,10 +75,32 @@ async def run_server(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    controllers: asyncio.Task[None] | None = None
+    if getattr(args, "command", None) == "up":
+        from pyk8s.controllers.manager import run_controllers
+        controllers = asyncio.create_task(
+            run_controllers(str(data_dir / "kubeconfig.yaml"), stop), name="controllers")
     await stop.wait()
     log.info("shutting down")
+    if controllers is not None:
+        try:
+            await asyncio.wait_for(controllers, 10.0)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("controllers failed")
     await runner.cleanup()
     await server.stop()
+
+
+async def run_controller_manager(args: argparse.Namespace) -> None:
+    """The controllers alone, against the API server a kubeconfig names."""
+    from pyk8s.controllers.manager import run_controllers
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_controllers(args.kubeconfig, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,21 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_server = sub.add_parser("server", help="run the API server")
     _add_server_args(p_server)
-    p_up = sub.add_parser("up", help="run the all-in-one cluster (for now: the API server)")
+    p_up = sub.add_parser("up", help="run the all-in-one cluster (API server and controllers)")
     _add_server_args(p_up)
+    p_cm = sub.add_parser("controller-manager",
+                          help="run the controllers (garbage collector, namespace) alone")
+    p_cm.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
+    p_cm.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    try:
-        import uvloop  # type: ignore[import-not-found]
-        uvloop.install()
-    except ImportError:
-        pass
+    uvloop.install()
     if args.command == "up":
         kc = Path(args.data_dir).resolve() / "kubeconfig.yaml"
         print(f"pyk8s: starting; then use: export KUBECONFIG={kc}; kubectl get ns", flush=True)
-    asyncio.run(run_server(args))
+    if args.command == "controller-manager":
+        asyncio.run(run_controller_manager(args))
+    else:
+        asyncio.run(run_server(args))
     return 0
 
 
