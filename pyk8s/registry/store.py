@@ -208,7 +208,7 @@ class Store:
             return fs.empty or fs.matches(object_fields(group, kind, o))
         return matches
 
-    async def _read_rev(self, rv: str, match: str) -> int | None:
+    async def _read_rev(self, rv: str) -> int | None:
         """The revision to serve a read at: None = whatever the cache has now."""
         if rv == "":
             return await self.cache.consistent_rev()
@@ -242,7 +242,7 @@ class Store:
                     f'resourceVersionMatch: Unsupported value: "{opts.resource_version_match}"')
             if opts.resource_version_match and opts.resource_version in ("",):
                 raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
-            rev = await self._read_rev(opts.resource_version, opts.resource_version_match)
+            rev = await self._read_rev(opts.resource_version)
             if exact_match or (opts.limit and rev is not None and opts.resource_version not in ("", "0")):
                 exact = rev
         current = self.cache.processed_rev
