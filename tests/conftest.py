@@ -41,7 +41,12 @@ class Response:
 class ServerProcess:
     """A real `pyk8s server` in its own process, HTTPS with the admin token."""
 
-    def __init__(self, data_dir: Path, storage: str = "sqlite", extra: list[str] | None = None) -> None:
+    def __init__(self, data_dir: Path, storage: str = "sqlite", extra: list[str] | None = None,
+                 command: str = "server", ready_log: str | None = None) -> None:
+        """`command` is `server` (API server alone) or `up` (with the controllers);
+        `ready_log` is a log line to wait for besides /readyz."""
+        self.command = command
+        self.ready_log = ready_log
         self.data_dir = data_dir
         self.storage = storage
         self.extra = extra or []
@@ -64,7 +69,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 20.0) -> "ServerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pyk8s.cli.main", "server", "--data-dir", str(self.data_dir),
+        cmd = [sys.executable, "-m", "pyk8s.cli.main", self.command, "--data-dir", str(self.data_dir),
                "--port", str(self.port), "--storage", self.storage, *self.extra]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -74,7 +79,8 @@ class ServerProcess:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
             try:
                 r = self.http.request("GET", self.url + "/readyz", timeout=1.0)
-                if r.status == 200 and self.kubeconfig.exists():
+                if r.status == 200 and self.kubeconfig.exists() and (
+                        not self.ready_log or self.ready_log in self.log_path.read_text()):
                     return self
             except urllib3.exceptions.HTTPError:
                 pass
@@ -147,12 +153,23 @@ class ServerProcess:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real server per test module (SQLite storage)."""
-    srv = ServerProcess(tmp_path_factory.mktemp("pyk8s")).start()
+    """One real server per test module: SQLite storage, or with PYK8S_TEST_STORAGE=etcd a
+    throwaway etcd member (tests/etcd_cluster.py) behind `--storage etcd`."""
+    etcd = None
+    storage, extra = "sqlite", []
+    if os.environ.get("PYK8S_TEST_STORAGE", "sqlite") == "etcd":
+        from tests.etcd_cluster import EtcdCluster
+        etcd = EtcdCluster(1).start()
+        storage, extra = "etcd", ["--etcd-servers", etcd.endpoints]
     try:
-        yield srv
+        srv = ServerProcess(tmp_path_factory.mktemp("pyk8s"), storage=storage, extra=extra).start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
     finally:
-        srv.stop()
+        if etcd is not None:
+            etcd.stop()
 
 
 def load_yaml_docs(text: str) -> list[Any]:

@@ -112,6 +112,10 @@ class APIServer:
             except Exception:
                 log.exception("compaction failed; will retry")
 
+    def close_watches(self) -> None:
+        self.ready = False
+        self.cache.close_watchers("server shutting down")
+
     async def stop(self) -> None:
         self.ready = False
         if self._compactor:

@@ -100,7 +100,7 @@ class ResourceHandler:
             return await self.scale(request, store, ns, ri.name)
         if sub == "binding":
             if m != "POST":
-                raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource")
+                raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
             return await self.binding(request, store, ns, ri.name)
         if m == "GET":
             if ri.name:
@@ -194,7 +194,7 @@ class ResourceHandler:
                      name: str) -> web.StreamResponse:
         out = neg.choose_output(request)
         raw = await neg.read_raw(request)
-        body = neg.decode_object(raw, "application/json") if raw.strip() else None
+        body = neg.decode_options(raw, neg.media_type(request)) if raw.strip() else None
         opts = DeleteOptions.from_body(body if isinstance(body, dict) else None,
                                        dict(request.query))
         opts.dry_run = opts.dry_run or _dry_run(request)
@@ -210,7 +210,7 @@ class ResourceHandler:
                                 ns: str | None) -> web.StreamResponse:
         out = neg.choose_output(request)
         raw = await neg.read_raw(request)
-        body = neg.decode_object(raw, "application/json") if raw.strip() else None
+        body = neg.decode_options(raw, neg.media_type(request)) if raw.strip() else None
         opts = DeleteOptions.from_body(body if isinstance(body, dict) else None,
                                        dict(request.query))
         opts.dry_run = opts.dry_run or _dry_run(request)

@@ -26,7 +26,9 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=".pyk8s", help="state, certificates and kubeconfig")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=6443)
-    p.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
+    p.add_argument("--storage", choices=["sqlite", "memory", "etcd"], default="sqlite")
+    p.add_argument("--etcd-servers", default="http://127.0.0.1:2379",
+                   help="with --storage etcd: comma-separated etcd client URLs")
     p.add_argument("--insecure-http", action="store_true",
                    help="serve plain HTTP without authentication (tests only)")
     p.add_argument("--watch-cache-size", type=int, default=5000,
@@ -42,7 +44,8 @@ async def run_server(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    storage = await open_storage(args.storage, str(data_dir))
+    storage = await open_storage(args.storage, str(data_dir), etcd_servers=args.etcd_servers,
+                                 wait=60.0)
     host = args.bind if args.bind not in ("0.0.0.0", "::") else "127.0.0.1"
     ssl_ctx: ssl.SSLContext | None = None
     tokens: set[str] = set()
@@ -64,7 +67,9 @@ async def run_server(args: argparse.Namespace) -> None:
     await server.start()
     write_kubeconfig(data_dir / "kubeconfig.yaml", url, creds.admin_token if creds else "",
                      creds.ca_cert if creds else None)
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    # handler_cancellation: a watch handler ends as soon as its client goes away.
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
+                           handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, args.bind, args.port, ssl_context=ssl_ctx, backlog=1024)
     await site.start()
@@ -89,6 +94,7 @@ async def run_server(args: argparse.Namespace) -> None:
             pass
         except Exception:
             log.exception("controllers failed")
+    server.close_watches()  # open watches end first, so the HTTP server can close promptly
     await runner.cleanup()
     await server.stop()
 

@@ -234,24 +234,32 @@ class RESTClient:
                 return None
             return orjson.loads(raw)
 
+    async def _object(self, method: str, path: str, **kw: Any) -> Obj:
+        """A request whose answer must be a JSON object (an API object, list or Status)."""
+        out = await self.request(method, path, **kw)
+        if not isinstance(out, dict):
+            raise ApiError(500, "InternalError",
+                           f"{method} {path}: expected a JSON object, got {type(out).__name__}")
+        return out
+
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Obj:
-        return await self.request("GET", path, params=params)
+        return await self._object("GET", path, params=params)
 
     async def list(self, path: str, params: Mapping[str, Any] | None = None) -> Obj:
         """A list (`items`, `metadata.resourceVersion`, `metadata.continue`)."""
-        return await self.request("GET", path, params=params)
+        return await self._object("GET", path, params=params)
 
     async def create(self, path: str, body: Obj,
                      params: Mapping[str, Any] | None = None) -> Obj:
-        return await self.request("POST", path, params=params, body=body)
+        return await self._object("POST", path, params=params, body=body)
 
     async def update(self, path: str, body: Obj,
                      params: Mapping[str, Any] | None = None) -> Obj:
-        return await self.request("PUT", path, params=params, body=body)
+        return await self._object("PUT", path, params=params, body=body)
 
     async def patch(self, path: str, body: Any, patch_type: PatchType = "merge",
                     params: Mapping[str, Any] | None = None) -> Obj:
-        return await self.request("PATCH", path, params=params, body=body,
+        return await self._object("PATCH", path, params=params, body=body,
                                   content_type=PATCH_CONTENT_TYPES[patch_type])
 
     async def delete(self, path: str, options: Obj | None = None,
@@ -260,7 +268,7 @@ class RESTClient:
         body = None
         if options is not None:
             body = {"kind": "DeleteOptions", "apiVersion": "v1", **options}
-        return await self.request("DELETE", path, params=params, body=body)
+        return await self._object("DELETE", path, params=params, body=body)
 
     async def watch(self, path: str, resource_version: str | None = None, *,
                     params: Mapping[str, Any] | None = None, timeout_seconds: int | None = None,
@@ -298,6 +306,8 @@ class RESTClient:
 
 def _event(line: bytes) -> Obj:
     ev = orjson.loads(line)
+    if not isinstance(ev, dict):
+        raise ApiError(500, "InternalError", f"watch: not an event: {line[:200]!r}")
     if ev.get("type") == "ERROR":
         obj = ev.get("object") or {}
         raise error_from_status(int(obj.get("code") or 500), obj)

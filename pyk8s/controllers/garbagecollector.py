@@ -264,10 +264,12 @@ class GraphBuilder:
         for m in list(self.monitors.values()):
             await m.reflector.synced.wait()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        tasks = [m.task for m in self.monitors.values() if m.task is not None]
         for m in self.monitors.values():
             m.stop()
         self.monitors.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- graph changes --------------------------------------------------------------------
     def process_graph_changes(self, event_type: str, resource: APIResource, md: Obj,
@@ -499,7 +501,7 @@ class GarbageCollector:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.graph.stop()
+            await self.graph.stop()
 
     async def resync(self) -> None:
         """Rediscover resources; monitor new ones (workers pause until they have synced)."""

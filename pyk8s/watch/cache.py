@@ -204,9 +204,12 @@ class WatchCache:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        self.close_watchers("server shutting down")
+
+    def close_watchers(self, reason: str) -> None:
         for rc in self.resources.values():
             for w in list(rc.watchers):
-                w.close("server shutting down")
+                w.close(reason)
 
     async def _load(self) -> None:
         kvs, rev = await self.storage.list(ROOT)
@@ -221,7 +224,12 @@ class WatchCache:
     async def _run(self) -> None:
         while True:
             try:
-                async for ev in self.storage.watch(ROOT, self.processed_rev):
+                async for ev in self.storage.watch_with_progress(ROOT, self.processed_rev):
+                    if ev.type == "PROGRESS":  # nothing under ROOT up to ev.revision
+                        if ev.revision > self.processed_rev:
+                            self.processed_rev = ev.revision
+                            await self._notify()
+                        continue
                     self._apply(ev)
                     await self._notify()
             except asyncio.CancelledError:
@@ -234,9 +242,7 @@ class WatchCache:
                 await asyncio.sleep(0.5)
 
     async def _reload(self) -> None:
-        for rc in self.resources.values():
-            for w in list(rc.watchers):
-                w.close("watch cache reloaded")
+        self.close_watchers("watch cache reloaded")
         await self._load()
 
     def resource(self, prefix: str) -> ResourceCache:

@@ -1,8 +1,6 @@
 """The official `kubernetes` client and `kubernetes_asyncio` against a real server."""
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import kubernetes

@@ -6,7 +6,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 import urllib3
 
 from tests.conftest import ServerProcess
