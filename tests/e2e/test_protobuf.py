@@ -66,7 +66,8 @@ CREATES: list[list[str]] = [
 ]
 CLUSTER_SCOPED = ("clusterrole", "clusterrolebinding", "priorityclass")
 # What a command needs first (when tests of this module run apart, e.g. under xdist).
-NEEDS = {"autoscale": CREATES[9], "j2": CREATES[11]}
+NEEDS = {"autoscale": next(c for c in CREATES if c[:3] == ["create", "deployment", "web"]),
+         "j2": next(c for c in CREATES if c[:3] == ["create", "cronjob", "cj1"])}
 
 
 def kubectl(server: ServerProcess, version: str, *args: str,
