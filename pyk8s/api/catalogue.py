@@ -83,7 +83,7 @@ BUILTIN: tuple[ResourceInfo, ...] = (
     _r("", "v1", "Secret", "secrets"),
     _r("", "v1", "Node", "nodes", namespaced=False, short=["no"], sub=["status"]),
     _r("", "v1", "Event", "events", short=["ev"]),
-    _r("", "v1", "ServiceAccount", "serviceaccounts", short=["sa"]),
+    _r("", "v1", "ServiceAccount", "serviceaccounts", short=["sa"], sub=["token"]),
     _r("", "v1", "PersistentVolume", "persistentvolumes", namespaced=False, short=["pv"],
        sub=["status"]),
     _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", short=["pvc"],
@@ -130,6 +130,13 @@ BUILTIN: tuple[ResourceInfo, ...] = (
     _r("networking.k8s.io", "v1", "Ingress", "ingresses", short=["ing"], sub=["status"]),
     _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", namespaced=False),
     _r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", short=["netpol"]),
+    # authentication / authorization: computed answers, never stored
+    _r("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False,
+       verbs=["create"]),
+    _r("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews",
+       namespaced=False, verbs=["create"]),
+    _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+       namespaced=False, verbs=["create"]),
     # scheduling
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False,
        short=["pc"]),
@@ -139,7 +146,7 @@ BUILTIN: tuple[ResourceInfo, ...] = (
 GROUP_ORDER: tuple[str, ...] = (
     "", "apps", "events.k8s.io", "autoscaling", "batch", "policy",
     "rbac.authorization.k8s.io", "storage.k8s.io", "networking.k8s.io", "scheduling.k8s.io",
-    "coordination.k8s.io", "discovery.k8s.io",
+    "coordination.k8s.io", "discovery.k8s.io", "authentication.k8s.io", "authorization.k8s.io",
 )
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from aiohttp import web
 from pyk8s.api import errors, schemas
 from pyk8s.api.catalogue import Catalogue, ResourceInfo
 from pyk8s.apiserver import discovery, negotiation as neg, requestinfo
+from pyk8s.apiserver.authn import Authenticator
 from pyk8s.apiserver.handlers import ResourceHandler
 from pyk8s.apiserver.openapi import OpenAPIDocs
 from pyk8s.apiserver.responses import json_response, status_response
@@ -37,7 +37,6 @@ _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 
 @dataclass
 class ServerConfig:
-    tokens: set[str] = field(default_factory=set)  # empty: authentication disabled
     server_address: str = "127.0.0.1:6443"
     min_request_timeout: float = 1800.0
     bookmark_interval: float = 15.0
@@ -47,9 +46,14 @@ class ServerConfig:
 
 class APIServer:
     def __init__(self, storage: Storage, config: ServerConfig,
-                 catalogue: Catalogue | None = None) -> None:
+                 catalogue: Catalogue | None = None,
+                 authn: Authenticator | None = None) -> None:
+        """`authn` None (or without static tokens) serves every request unauthenticated."""
         self.storage = storage
         self.config = config
+        self.authn = authn
+        if authn is not None:
+            authn.sa_uid = self._service_account_uid
         self.catalogue = catalogue or Catalogue()
         self.cache = WatchCache(storage, window_size=config.watch_cache_size)
         self.stores: dict[tuple[str, str, str], Store] = {}
@@ -65,6 +69,14 @@ class APIServer:
             s = Store(info, self.storage, self.cache, strategy_for(info), self.check_namespace)
             self.stores[key] = s
         return s
+
+    async def _service_account_uid(self, namespace: str, name: str) -> str | None:
+        info = self.catalogue.lookup("", "v1", "serviceaccounts")
+        assert info is not None
+        try:
+            return (await self.store(info).get(namespace, name))["metadata"].get("uid")
+        except errors.NotFound:
+            return None
 
     async def check_namespace(self, namespace: str) -> None:
         """A namespaced create needs an existing namespace that is not terminating."""
@@ -174,11 +186,14 @@ class APIServer:
 
     @web.middleware
     async def _auth_mw(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if self.config.tokens and not request.path.startswith(_PUBLIC_PATHS):
+        if self.authn is not None and self.authn.enabled and \
+                not request.path.startswith(_PUBLIC_PATHS):
             auth = request.headers.get("Authorization", "")
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-            if not token or not any(hmac.compare_digest(token, t) for t in self.config.tokens):
+            user = await self.authn.authenticate(token) if token else None
+            if user is None:
                 raise errors.Unauthorized("Unauthorized")
+            request["user"] = user
         return await handler(request)
 
     async def _health(self, request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ _SUBRESOURCE_VERBS = {
     "scale": ["get", "patch", "update"],
     "binding": ["create"],
     "finalize": ["update"],
+    "token": ["create"],
 }
 
 
@@ -21,6 +22,8 @@ def _sub_kind(info: ResourceInfo, sub: str) -> tuple[str, str, str]:
         return "autoscaling", "v1", "Scale"
     if sub == "binding":
         return "", "v1", "Binding"
+    if sub == "token":
+        return "authentication.k8s.io", "v1", "TokenRequest"
     return info.group, info.version, info.kind
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from pyk8s.api import errors, meta, patch as patching, schemas
 from pyk8s.api.selectors import SelectorError, selector_dict_to_string
-from pyk8s.apiserver import negotiation as neg
+from pyk8s.apiserver import negotiation as neg, reviews
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.responses import (list_response, object_response, json_response,
                                        success_status)
@@ -86,6 +86,8 @@ class ResourceHandler:
         info = self.server.catalogue.lookup(ri.group, ri.version, ri.resource)
         if info is None:
             raise errors.NotFound("the server could not find the requested resource")
+        if (info.group, info.plural, ri.subresource) in reviews.VIRTUAL:
+            return await reviews.handle(self.server, request, ri)
         store = self.server.store(info)
         if ri.namespace is not None and not info.namespaced:
             raise errors.NotFound("the server could not find the requested resource")

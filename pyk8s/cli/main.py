@@ -16,6 +16,7 @@ import uvloop
 from aiohttp import web
 
 from pyk8s.apiserver.app import APIServer, ServerConfig
+from pyk8s.apiserver.authn import ADMIN, Authenticator, ServiceAccountSigner
 from pyk8s.apiserver.certs import ensure_credentials, write_kubeconfig
 from pyk8s.storage import open_storage
 
@@ -48,7 +49,7 @@ async def run_server(args: argparse.Namespace) -> None:
                                  wait=60.0)
     host = args.bind if args.bind not in ("0.0.0.0", "::") else "127.0.0.1"
     ssl_ctx: ssl.SSLContext | None = None
-    tokens: set[str] = set()
+    authn: Authenticator | None = None
     if args.insecure_http:
         scheme = "http"
         creds = None
@@ -57,13 +58,14 @@ async def run_server(args: argparse.Namespace) -> None:
         creds = ensure_credentials(data_dir, [args.bind])
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_ctx.load_cert_chain(creds.server_cert, creds.server_key)
-        tokens = {creds.admin_token}
+        authn = Authenticator({creds.admin_token: ADMIN},
+                              ServiceAccountSigner.load_or_create(data_dir / "tls" / "sa.key"))
     url = f"{scheme}://{host}:{args.port}"
-    config = ServerConfig(tokens=tokens, server_address=f"{host}:{args.port}",
+    config = ServerConfig(server_address=f"{host}:{args.port}",
                           bookmark_interval=args.bookmark_interval,
                           watch_cache_size=args.watch_cache_size,
                           compaction_interval=args.compaction_interval)
-    server = APIServer(storage, config)
+    server = APIServer(storage, config, authn=authn)
     await server.start()
     write_kubeconfig(data_dir / "kubeconfig.yaml", url, creds.admin_token if creds else "",
                      creds.ca_cert if creds else None)
