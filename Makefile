@@ -23,11 +23,16 @@ venv: $(VENV)/.installed
 
 dev-venv: $(VENV)/.dev-installed
 
-# System packages the suite drives: real kubectl is expected at /usr/bin/kubectl.
+# System packages the suite drives: real kubectl is expected at /usr/bin/kubectl, and
+# etcd (Debian's etcd-server) for the etcd storage backend's tests.
 system-deps:
 	@if ! command -v kubectl >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q kubectl; \
 	  else echo "kubectl missing: install it (apt-get install kubectl)" >&2; exit 1; fi; \
+	fi
+	@if ! command -v etcd >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q etcd-server; \
+	  else echo "etcd missing: install it (apt-get install etcd-server)" >&2; exit 1; fi; \
 	fi
 
 up: venv
@@ -38,6 +43,7 @@ up: venv
 
 test: dev-venv system-deps
 	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	PYK8S_TEST_STORAGE=etcd $(VPY) -m pytest -q -p no:cacheprovider tests/e2e/test_rest.py
 
 bench: venv
 	$(VPY) bench/api.py

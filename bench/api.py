@@ -150,10 +150,12 @@ class Bench:
                 "watch_delivery_p99_ms": round(_pct(delays, 0.99), 2)}
 
 
-def start_server(data_dir: str, storage: str, port: int) -> tuple[subprocess.Popen[bytes], float]:
+def start_server(data_dir: str, storage: str, port: int,
+                 extra: list[str] | None = None) -> tuple[subprocess.Popen[bytes], float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "pyk8s.cli.main", "server", "--data-dir", data_dir,
-                             "--port", str(port), "--storage", storage, "--log-level", "WARNING"],
+                             "--port", str(port), "--storage", storage, "--log-level", "WARNING",
+                             *(extra or [])],
                             cwd=ROOT)
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -172,15 +174,33 @@ def start_server(data_dir: str, storage: str, port: int) -> tuple[subprocess.Pop
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
+    etcd = None
+    extra: list[str] = []
+    if args.storage == "etcd":
+        endpoints = args.etcd_servers
+        if not endpoints:  # a throwaway etcd member, data on disk like a real one
+            sys.path.insert(0, str(ROOT))
+            from tests.etcd_cluster import EtcdCluster
+            etcd = EtcdCluster(1, tmpfs=False).start()
+            endpoints = etcd.endpoints
+        extra = ["--etcd-servers", endpoints]
+    try:
+        return await _run(args, extra)
+    finally:
+        if etcd is not None:
+            etcd.stop()
+
+
+async def _run(args: argparse.Namespace, extra: list[str]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         # Start-up is measured on a fresh data dir (certificates are generated then).
         port = _free_port()
-        proc, ready_s = start_server(tmp, args.storage, port)
+        proc, ready_s = start_server(tmp, args.storage, port, extra)
         second_tmp = tmp
         proc.send_signal(signal.SIGTERM)
         proc.wait()
         port = _free_port()
-        proc, ready_warm_s = start_server(second_tmp, args.storage, port)
+        proc, ready_warm_s = start_server(second_tmp, args.storage, port, extra)
         try:
             time.sleep(1.0)
             result: dict[str, object] = {"storage": args.storage,
@@ -215,7 +235,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--storage", default="sqlite", choices=["sqlite", "memory"])
+    p.add_argument("--storage", default="sqlite", choices=["sqlite", "memory", "etcd"])
+    p.add_argument("--etcd-servers", default="",
+                   help="with --storage etcd: use these etcd URLs (default: a throwaway etcd)")
     p.add_argument("--creates", type=int, default=3000)
     args = p.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))

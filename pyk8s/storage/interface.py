@@ -53,7 +53,7 @@ class KeyValue:
     create_revision: int
 
 
-EventType = Literal["PUT", "DELETE"]
+EventType = Literal["PUT", "DELETE", "PROGRESS"]  # PROGRESS: only from watch_with_progress
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,16 @@ class Storage(abc.ABC):
         at first iteration. DELETE events carry the last value as both `value` and
         `prev_value`. A watcher that falls too far behind gets a StorageError and must
         re-list; the iterator ends (StopAsyncIteration) when the storage is closed."""
+
+    def watch_with_progress(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
+        """`watch`, plus PROGRESS events: `Event("PROGRESS", "", b"", R)` means every event
+        under `prefix` with revision <= R has been yielded.
+
+        A consumer that waits for its position to reach `current_revision()` (the watch
+        cache's consistent reads) needs them where the revision also moves through writes
+        outside `prefix` (etcd shared with other clients). The default is plain `watch`:
+        memory and SQLite only change through this process, under /registry/."""
+        return self.watch(prefix, from_revision)
 
     @abc.abstractmethod
     async def current_revision(self) -> int:

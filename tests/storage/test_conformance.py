@@ -1,6 +1,11 @@
-"""One conformance suite for every Storage backend, plus SQLite-only durability tests.
+"""One conformance suite for every Storage backend, plus backend-specific tests.
 
 To add a backend: add its name to BACKENDS and a branch in `make_store`.
+
+etcd: one throwaway etcd per test session (per xdist worker); every test gets its own key
+namespace in it, so revisions are shared and start above 0 (tests compare with `base`, the
+revision at the test's start). Tests that compact (compaction is global) or need an empty
+store get a throwaway etcd of their own (OWN_ETCD).
 """
 from __future__ import annotations
 
@@ -12,35 +17,77 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 
 from pyk8s.storage import open_storage
 from pyk8s.storage.interface import (Event, KeyExists, KeyNotFound, KeyValue,
                                      RevisionCompacted, RevisionConflict, Storage,
-                                     StorageError)
+                                     StorageError, StorageUnavailable)
+from pyk8s.storage.etcd import EtcdStorage
 from pyk8s.storage.memory import MemoryStorage
 from pyk8s.storage.sqlite import SQLiteStorage
+from tests.etcd_cluster import EtcdCluster, etcd_available
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "etcd"]
 REPO = Path(__file__).resolve().parents[2]
+# Tests that get an etcd of their own: they compact, or need a store nobody wrote to.
+OWN_ETCD = {"test_empty_store", "test_watch_from_zero_replays_everything",
+            "test_compaction_during_replay_raises", "test_compaction",
+            "test_update_after_compaction_keeps_prev_value"}
 
 
-async def make_store(kind: str, tmp: Path, **kwargs: int) -> Storage:
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdCluster]:
+    """One throwaway etcd member for the session (on loopback, data on tmpfs)."""
+    if not etcd_available():
+        pytest.skip("etcd is not installed (make system-deps installs etcd-server)")
+    cluster = EtcdCluster(1).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def make_store(kind: str, tmp: Path, etcd: EtcdCluster | None = None,
+                     **kwargs: int) -> Storage:
     if kind == "memory":
         return MemoryStorage(**kwargs)
     if kind == "sqlite":
         return await SQLiteStorage.open(str(tmp / "state.db"), **kwargs)
+    if kind == "etcd":
+        assert etcd is not None
+        return await EtcdStorage.open(etcd.endpoints, namespace=f"/t-{uuid.uuid4().hex[:12]}",
+                                      wait=10, **kwargs)
     raise AssertionError(kind)
 
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    s = await make_store(request.param, tmp_path)
-    yield s
-    await s.close()
+    own: EtcdCluster | None = None
+    etcd: EtcdCluster | None = None
+    if request.param == "etcd":
+        if request.node.originalname in OWN_ETCD:
+            if not etcd_available():
+                pytest.skip("etcd is not installed (make system-deps installs etcd-server)")
+            etcd = own = EtcdCluster(1).start()
+        else:
+            etcd = request.getfixturevalue("etcd_server")
+    s = await make_store(request.param, tmp_path, etcd)
+    try:
+        yield s
+    finally:
+        await s.close()
+        if own is not None:
+            own.stop()
+
+
+def empty_revision(store: Storage) -> int:
+    """The revision of a store nobody wrote to: a new etcd starts at 1."""
+    return 1 if isinstance(store, EtcdStorage) else 0
 
 
 async def take(watch: AsyncIterator[Event], n: int, timeout: float = 3.0) -> list[Event]:
@@ -76,9 +123,10 @@ async def test_create_get(store: Storage) -> None:
 
 
 async def test_empty_store(store: Storage) -> None:
-    assert await store.current_revision() == 0
+    empty = empty_revision(store)
+    assert await store.current_revision() == empty
     assert await store.compacted_revision() == 0
-    assert await store.list("/registry/") == ([], 0)
+    assert await store.list("/registry/") == ([], empty)
 
 
 async def test_list_prefix_sorted_and_isolated(store: Storage) -> None:
@@ -278,7 +326,7 @@ async def test_watch_from_current_revision_is_live_only(store: Storage) -> None:
 
 async def test_watch_from_zero_replays_everything(store: Storage) -> None:
     """0 is not special: a LIST of an empty store (revision 0) + watch(0) misses nothing."""
-    assert (await store.list("/w/"))[1] == 0
+    assert (await store.list("/w/"))[1] == empty_revision(store)
     w = store.watch("/w/", 0)
     await store.create("/w/a", b"1")
     await store.create("/w/b", b"2")
@@ -342,6 +390,7 @@ async def test_watch_delete_and_update_values(store: Storage) -> None:
 async def test_watch_no_gap_no_duplicate_with_concurrent_writes(store: Storage) -> None:
     """list + watch(list revision) while writes race: every write seen exactly once."""
     n = 300
+    base = await store.current_revision()
 
     async def writer() -> None:
         for i in range(n):
@@ -350,7 +399,7 @@ async def test_watch_no_gap_no_duplicate_with_concurrent_writes(store: Storage) 
                 await asyncio.sleep(0)
 
     task = asyncio.create_task(writer())
-    while await store.current_revision() < 50:
+    while await store.current_revision() < base + 50:
         await asyncio.sleep(0.001)
     kvs, rev = await store.list("/g/")
     w = store.watch("/g/", rev)
@@ -369,27 +418,31 @@ async def test_watch_no_gap_no_duplicate_with_concurrent_writes(store: Storage) 
 
 async def test_watch_many_history_chunks(store: Storage) -> None:
     """Replay longer than one history read."""
+    base = await store.current_revision()
     await asyncio.gather(*(store.create(f"/h/{i}", b"x") for i in range(2500)))
-    w = store.watch("/h/", 1)
+    w = store.watch("/h/", base + 1)
     evs = await take(w, 2499)
     revs = [e.revision for e in evs]
-    assert revs == sorted(revs) and len(set(revs)) == 2499 and revs[0] == 2
+    assert revs == sorted(revs) and len(set(revs)) == 2499 and revs[0] == base + 2
 
 
 async def test_compaction_during_replay_raises(store: Storage) -> None:
     """History compacted away under a replaying watch ends it with RevisionCompacted."""
+    base = await store.current_revision()
     await asyncio.gather(*(store.create(f"/h/{i}", b"x") for i in range(2500)))
-    w = store.watch("/h/", 0)
+    w = store.watch("/h/", base)
     first = await take(w, 10)  # the first history chunk is read
-    assert [e.revision for e in first] == list(range(1, 11))
-    await store.compact(2000)
+    assert [e.revision for e in first] == list(range(base + 1, base + 11))
+    await store.compact(base + 2000)
     with pytest.raises(RevisionCompacted):
         await take(w, 2490)
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-async def test_slow_watcher_is_cut_off(kind: str, tmp_path: Path) -> None:
-    s = await make_store(kind, tmp_path, watch_queue_size=5)
+async def test_slow_watcher_is_cut_off(kind: str, tmp_path: Path,
+                                       request: pytest.FixtureRequest) -> None:
+    etcd = request.getfixturevalue("etcd_server") if kind == "etcd" else None
+    s = await make_store(kind, tmp_path, etcd, watch_queue_size=5)
     try:
         slow = s.watch("/s/", await s.current_revision())
         await anext_soon(s, slow)
@@ -612,3 +665,139 @@ async def test_sqlite_finishes_interrupted_compaction_on_open(tmp_path: Path) ->
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT MIN(revision), COUNT(*) FROM log").fetchone() == (31, 20)
     conn.close()
+
+
+# -- etcd only ------------------------------------------------------------------------------
+
+async def test_watch_with_progress_default_is_watch(tmp_path: Path) -> None:
+    """Memory and SQLite: plain watch, no PROGRESS events."""
+    s = MemoryStorage()
+    w = s.watch_with_progress("/registry/", 0)
+    await s.create("/other/x", b"1")
+    await s.create("/registry/a", b"1")
+    (ev,) = await take(w, 1)
+    assert (ev.type, ev.key) == ("PUT", "/registry/a")
+
+
+async def test_etcd_progress_events_cover_writes_outside_prefix(etcd_server: EtcdCluster) -> None:
+    s = await make_store("etcd", Path("."), etcd_server)
+    other = await make_store("etcd", Path("."), etcd_server)  # another client, elsewhere
+    try:
+        start = await s.current_revision()
+        w = s.watch_with_progress("/registry/", start)
+        plain = s.watch("/registry/", start)
+        foreign = (await other.create("/elsewhere", b"x")).mod_revision
+        (p,) = await take(w, 1)
+        assert (p.type, p.key, p.revision) == ("PROGRESS", "", foreign)
+        assert await s.current_revision() == foreign
+        mine = (await s.create("/registry/a", b"1")).mod_revision
+        (ev,) = await take(w, 1)
+        assert (ev.type, ev.key, ev.revision) == ("PUT", "/registry/a", mine)
+        (ev,) = await take(plain, 1)  # a plain watch sees only the prefix
+        assert (ev.type, ev.revision) == ("PUT", mine)
+        await assert_quiet(plain)
+    finally:
+        await s.close()
+        await other.close()
+
+
+async def test_etcd_clients_share_keys_and_revisions(etcd_server: EtcdCluster) -> None:
+    """Two clients on one etcd (two API servers): one's writes reach the other's watch with
+    the same revisions; CAS between them conflicts."""
+    ns = f"/t-{uuid.uuid4().hex[:12]}"
+    a = await EtcdStorage.open(etcd_server.endpoints, namespace=ns)
+    b = await EtcdStorage.open(etcd_server.endpoints, namespace=ns)
+    try:
+        w = b.watch("/registry/", await b.current_revision())
+        kv = await a.create("/registry/pods/ns/p", b"1")
+        (ev,) = await take(w, 1)
+        assert (ev.key, ev.revision, ev.value) == (kv.key, kv.mod_revision, b"1")
+        assert await b.get(kv.key) == kv
+        await b.guaranteed_update(kv.key, lambda cur: b"2")
+        with pytest.raises(RevisionConflict):
+            await a.guaranteed_update(kv.key, lambda cur: b"3",
+                                      expected_revision=kv.mod_revision)
+        with pytest.raises(KeyExists):
+            await b.create(kv.key, b"again")
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_etcd_unavailable_fails_fast_and_recovers() -> None:
+    if not etcd_available():
+        pytest.skip("etcd is not installed")
+    with EtcdCluster(1) as c:
+        s = await EtcdStorage.open(c.endpoints, wait=10)
+        try:
+            kv = await s.create("/registry/a", b"1")
+            w = s.watch("/registry/", kv.mod_revision)
+            c.members[0].stop()
+            with pytest.raises(StorageUnavailable):  # the watch ends with the connection
+                await take(w, 1)
+            calls = [s.get("/registry/a"), s.list("/registry/"), s.current_revision(),
+                     s.create("/registry/b", b"1"), s.delete("/registry/a"),
+                     s.guaranteed_update("/registry/a", lambda cur: b"2"), s.compact(1)]
+            for call in calls:
+                t = time.monotonic()
+                with pytest.raises(StorageUnavailable):
+                    await call
+                assert time.monotonic() - t < 2.0
+            c.members[0].start().wait_healthy()
+            async with asyncio.timeout(10):
+                while True:  # the client reconnects by itself
+                    try:
+                        assert await s.get("/registry/a") == kv
+                        break
+                    except StorageUnavailable:
+                        await asyncio.sleep(0.05)
+            w = s.watch("/registry/", kv.mod_revision)
+            created = await s.create("/registry/b", b"1")
+            assert (await take(w, 1))[0].revision == created.mod_revision
+        finally:
+            await s.close()
+
+
+async def test_etcd_hung_member_times_out() -> None:
+    """A member that accepts connections but never answers (SIGSTOP): bounded by the deadline."""
+    if not etcd_available():
+        pytest.skip("etcd is not installed")
+    with EtcdCluster(1) as c:
+        s = await EtcdStorage.open(c.endpoints, wait=10, request_timeout=0.5)
+        try:
+            await s.create("/registry/a", b"1")
+            c.members[0].pause()
+            t = time.monotonic()
+            with pytest.raises(StorageUnavailable):
+                await s.get("/registry/a")
+            with pytest.raises(StorageUnavailable):
+                await s.create("/registry/b", b"1")
+            assert time.monotonic() - t < 2.0
+        finally:
+            c.members[0].resume()
+            await s.close()
+
+
+def test_etcd_endpoints() -> None:
+    from pyk8s.storage.etcd import grpc_target, parse_endpoints, range_end
+    assert parse_endpoints("http://10.0.0.1:2379, http://10.0.0.2:2379,") == [
+        ("10.0.0.1", 2379), ("10.0.0.2", 2379)]
+    assert parse_endpoints("10.0.0.3") == [("10.0.0.3", 2379)]
+    assert grpc_target("http://127.0.0.1:1,http://127.0.0.1:2") == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert grpc_target("http://[::1]:2379") == "ipv6:[::1]:2379"
+    assert grpc_target("http://localhost:2379").endswith(":2379")
+    for bad in ("https://127.0.0.1:2379", "", "http://127.0.0.1:1,http://[::1]:2"):
+        with pytest.raises(ValueError):
+            grpc_target(bad)
+    assert range_end(b"/registry/") == b"/registry0"
+    assert range_end(b"a\xff\xff") == b"b"
+    assert range_end(b"") == b"\0"
+
+
+async def test_etcd_open_storage(etcd_server: EtcdCluster) -> None:
+    s = await open_storage("etcd", None, etcd_servers=etcd_server.endpoints, wait=5)
+    try:
+        assert isinstance(s, EtcdStorage)
+        assert await s.current_revision() >= 1
+    finally:
+        await s.close()
