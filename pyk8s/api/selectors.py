@@ -43,6 +43,7 @@ from enum import StrEnum
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from pyk8s.api.errors import BadRequest
+from pyk8s.api.names import is_qualified_name, is_valid_label_value
 
 __all__ = [
     "SelectorError", "Operator", "Requirement", "LabelSelector",
@@ -126,100 +127,9 @@ def _invalid(path: str, value: str | Sequence[str] | None, detail: str) -> str:
 # Label key / value validation (k8s.io/apimachinery/pkg/util/validation)
 # --------------------------------------------------------------------------------------
 
-_QNAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QNAME_ERR = ("must consist of alphanumeric characters, '-', '_' or '.', "
-              "and must start and end with an alphanumeric character")
-_QNAME_MAX = 63
-_QNAME_RE = re.compile(_QNAME_FMT)
-_LABEL_VALUE_FMT = "(" + _QNAME_FMT + ")?"
-_LABEL_VALUE_ERR = ("a valid label must be an empty string or consist of alphanumeric "
-                    "characters, '-', '_' or '.', and must start and end with an "
-                    "alphanumeric character")
-_LABEL_VALUE_MAX = 63
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + r"(\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_SUBDOMAIN_ERR = ("a lowercase RFC 1123 subdomain must consist of lower case "
-                          "alphanumeric characters, '-' or '.', and must start and end "
-                          "with an alphanumeric character")
-_DNS1123_SUBDOMAIN_MAX = 253
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
-
-
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    """``validation.RegexError`` (including its double space before each ``or``)."""
-    if not examples:
-        return f"{msg} (regex used for validation is '{fmt}')"
-    msg += " (e.g. "
-    for i, example in enumerate(examples):
-        if i > 0:
-            msg += " or "
-        msg += f"'{example}', "
-    return msg + f"regex used for validation is '{fmt}')"
-
-
-def _max_len_error(n: int) -> str:
-    return f"must be no more than {n} characters"
-
-
-def _byte_len(s: str) -> int:
-    """Go's ``len(string)`` counts UTF-8 bytes."""
-    return len(s.encode("utf-8", "surrogatepass"))
-
-
-def _dns1123_subdomain_errors(value: str) -> list[str]:
-    errs = []
-    if _byte_len(value) > _DNS1123_SUBDOMAIN_MAX:
-        errs.append(_max_len_error(_DNS1123_SUBDOMAIN_MAX))
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errs.append(_regex_error(_DNS1123_SUBDOMAIN_ERR, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    """Upstream ``IsQualifiedName`` (label keys): the list of problems, empty if valid.
-
-    A qualified name is an optional DNS-1123 subdomain prefix (at most 253 characters)
-    and ``/``, then a name of at most 63 characters matching
-    ``([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]``.
-    """
-    errs: list[str] = []
-    parts = value.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            errs.append("prefix part must be non-empty")
-        else:
-            errs.extend("prefix part " + m for m in _dns1123_subdomain_errors(prefix))
-    else:
-        return ["a qualified name "
-                + _regex_error(_QNAME_ERR, _QNAME_FMT, "MyName", "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    if not name:
-        errs.append("name part must be non-empty")
-    elif _byte_len(name) > _QNAME_MAX:
-        errs.append("name part " + _max_len_error(_QNAME_MAX))
-    if not _QNAME_RE.fullmatch(name):
-        errs.append("name part "
-                    + _regex_error(_QNAME_ERR, _QNAME_FMT, "MyName", "my.name", "123-abc"))
-    return errs
-
-
-def label_value_errors(value: str) -> list[str]:
-    """Upstream ``IsValidLabelValue``: the list of problems, empty if valid.
-
-    A label value is empty or at most 63 characters matching
-    ``([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]``.
-    """
-    errs = []
-    if _byte_len(value) > _LABEL_VALUE_MAX:
-        errs.append(_max_len_error(_LABEL_VALUE_MAX))
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        errs.append(_regex_error(_LABEL_VALUE_ERR, _LABEL_VALUE_FMT,
-                                 "MyValue", "my_value", "12345"))
-    return errs
+# Upstream's IsQualifiedName / IsValidLabelValue: lists of problems, empty if valid.
+qualified_name_errors = is_qualified_name
+label_value_errors = is_valid_label_value
 
 
 def _key_error(key: str, path: str) -> str | None:

@@ -148,7 +148,7 @@ def errs(group: str, kind: str, obj: dict, old: dict | None = None) -> list[tupl
 
 
 def test_every_catalogue_kind_has_a_valid_fixture() -> None:
-    assert {(r.group, r.version, r.kind) for r in BUILTIN} <= set(VALID)
+    assert {(r.group, r.version, r.kind) for r in BUILTIN if "get" in r.verbs} <= set(VALID)
 
 
 @pytest.mark.parametrize("gvk", sorted(VALID), ids=lambda g: "/".join(x for x in g if x))

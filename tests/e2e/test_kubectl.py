@@ -83,6 +83,8 @@ def test_apply_twice_reports_unchanged(shop: ServerProcess) -> None:
 def test_get_every_builtin_kind(shop: ServerProcess) -> None:
     seen = set()
     for info in BUILTIN:
+        if "list" not in info.verbs:
+            continue  # create-only reviews
         name = info.plural if not info.group else f"{info.plural}.{info.group}"
         if name in seen:
             continue
