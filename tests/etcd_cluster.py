@@ -7,11 +7,13 @@
 Every member is a real `etcd` (Debian's etcd-server) started by pid and stopped by pid;
 data dirs live under one temp dir that is removed on stop. `tmpfs=True` puts the data on
 /dev/shm (cheap fsync: for fast tests; benchmarks use the disk). Nothing is left running
-if the test process exits (an atexit hook stops what is still up).
+when the test process exits (an atexit hook stops what is still up) or is killed (members
+get SIGKILL when their parent dies).
 """
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import shutil
@@ -28,6 +30,14 @@ from pathlib import Path
 ETCD = os.environ.get("ETCD", shutil.which("etcd") or "/usr/bin/etcd")
 
 _live: "weakref.WeakSet[EtcdMember]" = weakref.WeakSet()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process that started it dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def etcd_available() -> bool:
@@ -88,7 +98,7 @@ class EtcdMember:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         finally:
             log.close()
         _live.add(self)
@@ -149,6 +159,17 @@ class EtcdMember:
         if self.running():
             assert self.proc is not None
             os.kill(self.proc.pid, signal.SIGSTOP)
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:  # stopped once every thread is ("T")
+                try:
+                    states = {Path(f"/proc/{self.proc.pid}/task/{t}/stat").read_text()
+                              .rsplit(")", 1)[1].split()[0]
+                              for t in os.listdir(f"/proc/{self.proc.pid}/task")}
+                except OSError:
+                    break
+                if states <= {"T", "t"}:
+                    break
+                time.sleep(0.005)
 
     def resume(self) -> None:
         if self.running():

@@ -11,6 +11,7 @@ raised the same way (a 410 there is `Expired`, the signal to relist).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -24,6 +25,8 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import yaml
+
+from pyk8s.client.workqueue import TokenBucket
 
 log = logging.getLogger("pyk8s.client")
 
@@ -50,6 +53,14 @@ class ApiError(Exception):
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "code": code, "reason": reason, "message": message}
 
+    @property
+    def causes(self) -> list[Obj]:
+        return list((self.status.get("details") or {}).get("causes") or [])
+
+    def has_cause(self, cause_type: str) -> bool:
+        """Whether `details.causes` holds one of `cause_type` (apierrors.HasStatusCause)."""
+        return any(c.get("reason") == cause_type for c in self.causes)
+
 
 class NotFound(ApiError):
     """404: the object (or the resource) does not exist."""
@@ -67,6 +78,30 @@ class Expired(ApiError):
     """410: the resourceVersion is too old (relist)."""
 
 
+class BadRequest(ApiError):
+    """400."""
+
+
+class Unauthorized(ApiError):
+    """401."""
+
+
+class Forbidden(ApiError):
+    """403 (also: creating in a terminating namespace, cause `NamespaceTerminating`)."""
+
+
+class Invalid(ApiError):
+    """422: validation failed; `causes` name the fields."""
+
+
+class TooManyRequests(ApiError):
+    """429."""
+
+
+class ServerError(ApiError):
+    """5xx."""
+
+
 def error_from_status(code: int, status: Obj | None, fallback: str = "") -> ApiError:
     """The typed error for an HTTP code and a (possibly missing) `Status` body."""
     st = status if isinstance(status, dict) and status.get("kind") == "Status" else None
@@ -81,8 +116,13 @@ def error_from_status(code: int, status: Obj | None, fallback: str = "") -> ApiE
         cls = AlreadyExists if reason == "AlreadyExists" else Conflict
     elif code == 410 or reason in ("Expired", "Gone"):
         cls = Expired
+    else:
+        cls = _CLASSES.get(code, ServerError if code >= 500 else ApiError)
     return cls(code, reason or _DEFAULT_REASONS.get(code, "Unknown"), message, st)
 
+
+_CLASSES: dict[int, type[ApiError]] = {400: BadRequest, 401: Unauthorized, 403: Forbidden,
+                                       422: Invalid, 429: TooManyRequests}
 
 _DEFAULT_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
                     405: "MethodNotAllowed", 409: "Conflict", 410: "Expired", 422: "Invalid",
@@ -182,9 +222,15 @@ class RESTClient:
     """Verbs on API paths. One aiohttp session, created on first use in the running loop."""
 
     def __init__(self, config: ClientConfig, *, timeout: float = 30.0,
-                 user_agent: str = "pyk8s-client") -> None:
+                 user_agent: str = "pyk8s-client", qps: float = 0.0, burst: int = 0,
+                 max_inflight: int = 0) -> None:
+        """`qps` / `burst`: client-side throttling of requests, a token bucket like
+        client-go's (`qps <= 0`: unlimited). Each request and each watch start takes a token.
+        `max_inflight`: at most this many requests (watches aside) at once (0: no cap)."""
         self.config = config
         self.timeout = timeout
+        self.rate_limiter = TokenBucket(qps, burst or max(1, int(qps)))
+        self._inflight = asyncio.Semaphore(max_inflight) if max_inflight > 0 else None
         self._headers = {"Accept": "application/json", "User-Agent": user_agent}
         if config.token:
             self._headers["Authorization"] = f"Bearer {config.token}"
@@ -219,6 +265,15 @@ class RESTClient:
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json") -> Any:
         """Send one request; decode the JSON answer or raise the typed error."""
+        if not self.rate_limiter.unlimited:
+            await self.rate_limiter.acquire()
+        if self._inflight is None:
+            return await self._request(method, path, params, body, content_type)
+        async with self._inflight:
+            return await self._request(method, path, params, body, content_type)
+
+    async def _request(self, method: str, path: str, params: Mapping[str, Any] | None,
+                       body: Any, content_type: str) -> Any:
         data = None
         headers = {}
         if body is not None:
@@ -283,6 +338,8 @@ class RESTClient:
             q["allowWatchBookmarks"] = "true"
         if timeout_seconds is not None:
             q["timeoutSeconds"] = str(timeout_seconds)
+        if not self.rate_limiter.unlimited:
+            await self.rate_limiter.acquire()
         read_timeout = (timeout_seconds + 30.0) if timeout_seconds else None
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout,
                                         sock_read=read_timeout)

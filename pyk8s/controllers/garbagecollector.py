@@ -1,7 +1,7 @@
 """The garbage collector: cascading deletion through ownerReferences.
 
 After upstream's `pkg/controller/garbagecollector`. A `GraphBuilder` lists and watches
-every deletable resource (one `Reflector` per resource, metadata only) and keeps the
+every deletable resource (one `SharedInformer` per resource, metadata only) and keeps the
 graph of owners and dependents by uid; what changes in the graph enqueues uids on two
 queues, and workers act on them over the REST API:
 
@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable, NoReturn
 
 from pyk8s.client.rest import (APIResource, Conflict, NotFound, RESTClient,
                                server_preferred_resources)
-from pyk8s.controllers import Reflector, ShutDown, WorkQueue, metadata_only
+from pyk8s.client.informer import SharedInformer, metadata_only
+from pyk8s.client.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("pyk8s.controllers.garbagecollector")
 
@@ -197,19 +198,19 @@ def deletion_starts_with_finalizer(old: Obj | None, new: Obj, finalizer: str) ->
 
 
 class _Monitor:
-    """One resource's reflector, feeding the graph builder."""
+    """One resource's informer (metadata only), feeding the graph builder."""
 
     def __init__(self, builder: "GraphBuilder", resource: APIResource) -> None:
         self.builder = builder
         self.resource = resource
-        self.reflector = Reflector(builder.client, resource.path(), self,
-                                   transform=metadata_only,
-                                   name=f"gc monitor {resource.group_resource}")
+        self.informer = SharedInformer(builder.client, resource.path(),
+                                       transform=metadata_only, indexers={},
+                                       name=f"gc monitor {resource.group_resource}")
+        self.informer.add_event_handler(self)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(
-            self.reflector.run(), name=f"gc-monitor-{self.resource.group_resource}")
+        self.task = self.informer.start()
 
     def stop(self) -> None:
         if self.task is not None:
@@ -262,7 +263,7 @@ class GraphBuilder:
 
     async def wait_for_sync(self) -> None:
         for m in list(self.monitors.values()):
-            await m.reflector.synced.wait()
+            await m.informer.synced.wait()
 
     async def stop(self) -> None:
         tasks = [m.task for m in self.monitors.values() if m.task is not None]

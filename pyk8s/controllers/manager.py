@@ -1,15 +1,63 @@
-"""The controller manager: runs the controllers against an API server, over HTTP only."""
+"""The controller manager: runs the controllers against an API server, over HTTP only.
+
+Like kube-controller-manager: with leader election on (the default) the process stands
+for the Lease `kube-system/kube-controller-manager` and runs its controllers only while it
+holds it; when it loses the lease the controllers are cancelled and it stands again. One
+`SharedInformerFactory` and one `EventBroadcaster` are shared by every controller; the
+REST client is throttled by `--kube-api-qps` / `--kube-api-burst` (leader election has its
+own unthrottled client, so renewals never queue behind a burst of pod creations).
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from pyk8s.client.events import EventBroadcaster
+from pyk8s.client.informer import SharedInformerFactory
+from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector, default_identity
 from pyk8s.client.rest import RESTClient
 from pyk8s.controllers.garbagecollector import GarbageCollector
 from pyk8s.controllers.namespace import NamespaceController
+from pyk8s.controllers.podgc import DEFAULT_TERMINATED_POD_THRESHOLD, PodGCController
+from pyk8s.controllers.replicaset import REPLICATION_CONTROLLER, ReplicaSetController
+from pyk8s.controllers.serviceaccount import ServiceAccountsController
 
 log = logging.getLogger("pyk8s.controllers.manager")
+
+# Upstream's controller names (--controllers).
+ALL_CONTROLLERS = ("garbagecollector", "namespace", "replicaset", "replicationcontroller",
+                   "serviceaccount", "podgc")
+
+
+@dataclass
+class ControllerManagerOptions:
+    """What `pyk8s controller-manager`'s flags set (upstream's names in comments)."""
+    leader_elect: bool = True                       # --leader-elect
+    lease_duration: float = 15.0                    # --leader-elect-lease-duration
+    renew_deadline: float = 10.0                    # --leader-elect-renew-deadline
+    retry_period: float = 2.0                       # --leader-elect-retry-period
+    lock_name: str = "kube-controller-manager"      # --leader-elect-resource-name
+    lock_namespace: str = "kube-system"             # --leader-elect-resource-namespace
+    identity: str = field(default_factory=default_identity)
+    kube_api_qps: float = 400.0                     # --kube-api-qps (upstream: 20)
+    kube_api_burst: int = 800                       # --kube-api-burst (upstream: 30)
+    max_inflight: int = 32                          # concurrent requests (0: no cap)
+    controllers: tuple[str, ...] = ("*",)           # --controllers
+    concurrent_replicaset_syncs: int = 5            # --concurrent-replicaset-syncs
+    concurrent_rc_syncs: int = 5                    # --concurrent_rc_syncs
+    concurrent_gc_syncs: int = 5                    # --concurrent-gc-syncs
+    terminated_pod_gc_threshold: int = DEFAULT_TERMINATED_POD_THRESHOLD
+    pod_gc_period: float = 20.0
+
+    def enabled(self, name: str) -> bool:
+        """Upstream's rule: `*` enables all, `name` enables, `-name` disables."""
+        if name in self.controllers:
+            return True
+        if f"-{name}" in self.controllers:
+            return False
+        return "*" in self.controllers
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -27,22 +75,91 @@ async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
             backoff = min(backoff * 2, 30.0)
 
 
-async def run_controllers(kubeconfig_path: str, stop: asyncio.Event) -> None:
-    """Run the garbage collector and the namespace controller until `stop` is set."""
-    client = RESTClient.from_kubeconfig(kubeconfig_path, user_agent="pyk8s-controller-manager")
-    controllers: dict[str, Callable[[], Awaitable[None]]] = {
-        "garbagecollector": lambda: GarbageCollector(client).run(),
-        "namespace": lambda: NamespaceController(client).run(),
-    }
+async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None:
+    """Start the enabled controllers and run them until cancelled."""
+    factory = SharedInformerFactory(client)
+    broadcaster = EventBroadcaster(client)
+    o = options
+    makers: dict[str, Callable[[], Awaitable[None]]] = {}
+    if o.enabled("garbagecollector"):
+        makers["garbagecollector"] = lambda: GarbageCollector(
+            client, workers=o.concurrent_gc_syncs).run()
+    if o.enabled("namespace"):
+        makers["namespace"] = lambda: NamespaceController(client, factory=factory).run()
+    if o.enabled("replicaset"):
+        makers["replicaset"] = lambda: ReplicaSetController(
+            client, factory, broadcaster.new_recorder("replicaset-controller"),
+            workers=o.concurrent_replicaset_syncs).run()
+    if o.enabled("replicationcontroller"):
+        makers["replicationcontroller"] = lambda: ReplicaSetController(
+            client, factory, broadcaster.new_recorder("replication-controller"),
+            kind=REPLICATION_CONTROLLER, workers=o.concurrent_rc_syncs).run()
+    if o.enabled("serviceaccount"):
+        makers["serviceaccount"] = lambda: ServiceAccountsController(client, factory).run()
+    if o.enabled("podgc"):
+        makers["podgc"] = lambda: PodGCController(
+            client, factory, terminated_pod_threshold=o.terminated_pod_gc_threshold,
+            gc_check_period=o.pod_gc_period).run()
     loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(_supervise(n, f), name=f"controller-{n}")
-             for n, f in controllers.items()]
-    log.info("controller manager: started %s", ", ".join(controllers))
+    broadcaster.start()
+    # Controllers register their informers when constructed, i.e. when their task first
+    # runs: start the tasks, let them construct, then start the shared informers.
+    tasks = [loop.create_task(_supervise(n, f), name=f"controller-{n}") for n, f in makers.items()]
+    await asyncio.sleep(0)
+    factory.start()
+    log.info("controller manager: started %s", ", ".join(makers))
     try:
-        await stop.wait()
+        await asyncio.gather(*tasks)
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await factory.stop()
+        await broadcaster.shutdown(timeout=1.0)
+
+
+async def run_controllers(kubeconfig_path: str, stop: asyncio.Event,
+                          options: ControllerManagerOptions | None = None) -> None:
+    """Run the controllers until `stop` is set (leader-elected unless disabled)."""
+    o = options or ControllerManagerOptions()
+    client = RESTClient.from_kubeconfig(kubeconfig_path, user_agent="pyk8s-controller-manager",
+                                        qps=o.kube_api_qps, burst=o.kube_api_burst,
+                                        max_inflight=o.max_inflight)
+    le_client = RESTClient.from_kubeconfig(kubeconfig_path,
+                                           user_agent="pyk8s-controller-manager/leader-election",
+                                           timeout=o.renew_deadline)
+    loop = asyncio.get_running_loop()
+    stopping = loop.create_task(stop.wait())
+    try:
+        if not o.leader_elect:
+            work = loop.create_task(run_all(client, o), name="controllers")
+            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            return
+        config = LeaderElectionConfig(
+            lock_namespace=o.lock_namespace, lock_name=o.lock_name, identity=o.identity,
+            lease_duration=o.lease_duration, renew_deadline=o.renew_deadline,
+            retry_period=o.retry_period)
+        log.info("controller manager: leader election as %s", o.identity)
+        while not stop.is_set():
+            elector = LeaderElector(
+                le_client, config, on_started_leading=lambda: run_all(client, o),
+                on_stopped_leading=lambda: log.info("controller manager: stopped leading"),
+                on_new_leader=lambda who: log.info("controller manager: new leader %s", who))
+            election = loop.create_task(elector.run(), name="leader election")
+            await asyncio.wait({election, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not election.done():
+                election.cancel()
+            await asyncio.gather(election, return_exceptions=True)
+            if not stop.is_set():
+                log.warning("controller manager: lost the lease; standing again")
+                await asyncio.sleep(o.retry_period)
+    finally:
+        stopping.cancel()
         await client.close()
+        await le_client.close()
         log.info("controller manager: stopped")
+
+
+__all__ = ["run_controllers", "run_all", "ControllerManagerOptions", "ALL_CONTROLLERS"]

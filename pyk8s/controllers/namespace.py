@@ -19,7 +19,8 @@ from typing import Any, Awaitable, Callable
 
 from pyk8s.client.rest import (APIResource, ApiError, Conflict, NotFound, RESTClient,
                                server_preferred_resources)
-from pyk8s.controllers import Reflector, ShutDown, WorkQueue
+from pyk8s.client.informer import SharedInformer, SharedInformerFactory
+from pyk8s.client.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("pyk8s.controllers.namespace")
 
@@ -352,7 +353,8 @@ class NamespaceController:
     """Watches namespaces; works on those being deleted."""
 
     def __init__(self, client: RESTClient, *, workers: int = 2,
-                 deletion_grace_period: float = 1.0, max_requeue_delay: float = 2.0) -> None:
+                 deletion_grace_period: float = 1.0, max_requeue_delay: float = 2.0,
+                 factory: SharedInformerFactory | None = None) -> None:
         """`deletion_grace_period`: wait after a deletion is seen before the first pass (upstream
         waits 5s for other API servers' admission to notice; one server needs less).
         `max_requeue_delay`: cap on upstream's estimate/2+1 seconds between passes while
@@ -363,8 +365,10 @@ class NamespaceController:
         self.max_requeue_delay = max_requeue_delay
         self.deleter = NamespacedResourcesDeleter(client)
         self.queue: WorkQueue[str] = WorkQueue("namespace")
-        self.reflector = Reflector(client, "/api/v1/namespaces", self,
-                                   name="namespace controller")
+        self.informer: SharedInformer = factory.namespaces() if factory is not None else \
+            SharedInformer(client, "/api/v1/namespaces", name="namespace controller")
+        self.informer.add_event_handler(self)
+        self._owns_informer = factory is None
 
     # -- events ---------------------------------------------------------------------------
     def _enqueue(self, obj: Obj) -> None:
@@ -384,9 +388,11 @@ class NamespaceController:
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(self.reflector.run(), name="namespace-reflector")]
+        tasks: list[asyncio.Task[None]] = []
+        if self._owns_informer:  # a factory's informers are started by the factory
+            tasks.append(self.informer.start())
         try:
-            await self.reflector.synced.wait()
+            await self.informer.synced.wait()
             log.info("namespace controller: synced")
             tasks += [loop.create_task(self._worker(), name=f"namespace-worker-{i}")
                       for i in range(self.workers)]

@@ -149,9 +149,24 @@ def _qos_class(spec: Obj) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+class DeploymentStrategy(Strategy):
+    def prepare_for_status_update(self, new: Obj, old: Obj) -> Obj:
+        """Upstream's deploymentStatusStrategy resets only spec and labels: the annotations
+        come from the request (the deployment controller writes its revision annotation
+        through /status)."""
+        result = super().prepare_for_status_update(new, old)
+        annotations = (new.get("metadata") or {}).get("annotations")
+        if annotations:
+            result["metadata"]["annotations"] = copy.deepcopy(annotations)
+        else:
+            result["metadata"].pop("annotations", None)
+        return result
+
+
 _STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
+    ("apps", "Deployment"): DeploymentStrategy,
 }
 
 

@@ -236,7 +236,11 @@ class WatchCache:
                 raise
             except RevisionCompacted:
                 log.warning("watch cache fell behind compaction; reloading")
-                await self._reload()
+                try:
+                    await self._reload()
+                except Exception:  # storage unreachable meanwhile (etcd): try again
+                    log.exception("watch cache reload failed; retrying")
+                    await asyncio.sleep(0.5)
             except Exception:  # storage hiccup: resume from where we were
                 log.exception("watch cache storage watch failed; retrying")
                 await asyncio.sleep(0.5)

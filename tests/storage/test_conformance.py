@@ -801,3 +801,18 @@ async def test_etcd_open_storage(etcd_server: EtcdCluster) -> None:
         assert await s.current_revision() >= 1
     finally:
         await s.close()
+
+
+async def test_etcd_list_pages_at_one_revision(etcd_server: EtcdCluster,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyk8s.storage.etcd as etcd_mod
+    monkeypatch.setattr(etcd_mod, "LIST_PAGE", 7)
+    s = await make_store("etcd", Path("."), etcd_server)
+    try:
+        await asyncio.gather(*(s.create(f"/p/{i:03d}", b"x") for i in range(50)))
+        await s.create("/q/outside", b"x")
+        kvs, rev = await s.list("/p/")
+        assert [kv.key for kv in kvs] == [f"/p/{i:03d}" for i in range(50)]
+        assert rev == await s.current_revision()
+    finally:
+        await s.close()
