@@ -51,6 +51,20 @@ def _field_validation(request: web.Request) -> str:
     return v
 
 
+def _field_manager(request: web.Request, required: bool = False) -> str:
+    """`fieldManager`, else the User-Agent's product (upstream's prefixFromUserAgent)."""
+    fm = request.query.get("fieldManager")
+    if fm is not None and len(fm) > 128:
+        raise errors.Invalid.of("meta.k8s.io", "PatchOptions", "", [errors.field_invalid(
+            "fieldManager", fm, "must be less than 128 characters")])
+    if fm:
+        return fm
+    if required:
+        raise errors.Invalid.of("meta.k8s.io", "PatchOptions", "", [errors.field_required(
+            "fieldManager", "is required for apply requests")])
+    return request.headers.get("User-Agent", "").split("/", 1)[0][:128]
+
+
 def _list_options(request: web.Request) -> ListOptions:
     q = request.query
     limit = 0
@@ -141,7 +155,8 @@ class ResourceHandler:
         body = await neg.read_object(request)
         _check_body_type(store.info.kind, store.info.api_version, body)
         obj, warnings = await store.create(ns, body, dry_run=_dry_run(request),
-                                           field_validation=_field_validation(request))
+                                           field_validation=_field_validation(request),
+                                           manager=_field_manager(request))
         return object_response(out, store.info, obj, 201, warnings)
 
     async def update(self, request: web.Request, store: Store, ns: str | None, name: str,
@@ -157,7 +172,8 @@ class ResourceHandler:
             and _allows_create_on_update(store) else None
         obj, created, warnings = await store.update(
             ns, name, lambda cur: body, subresource=sub, dry_run=_dry_run(request),
-            field_validation=_field_validation(request), create_obj=create_obj)
+            field_validation=_field_validation(request), create_obj=create_obj,
+            manager=_field_manager(request))
         return object_response(out, store.info, obj, 201 if created else 200, warnings)
 
     async def patch(self, request: web.Request, store: Store, ns: str | None, name: str,
@@ -165,9 +181,7 @@ class ResourceHandler:
         out = neg.choose_output(request)
         ct = neg.media_type(request)
         if ct == "application/apply-patch+yaml":
-            raise errors.UnsupportedMediaType(
-                "server-side apply (application/apply-patch+yaml) is not implemented yet; "
-                "use client-side apply")
+            return await self.apply(request, store, ns, name, sub)
         if ct not in neg.PATCH_TYPES:
             raise errors.UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types "
@@ -189,8 +203,34 @@ class ResourceHandler:
 
         obj, _, warnings = await store.update(ns, name, mutate, subresource=sub,
                                               dry_run=_dry_run(request),
-                                              field_validation=_field_validation(request))
+                                              field_validation=_field_validation(request),
+                                              manager=_field_manager(request))
         return object_response(out, info, obj, 200, warnings)
+
+    async def apply(self, request: web.Request, store: Store, ns: str | None, name: str,
+                    sub: str) -> web.StreamResponse:
+        """Server-side apply: PATCH with application/apply-patch+yaml; creates if absent."""
+        out = neg.choose_output(request)
+        manager = _field_manager(request, required=True)
+        force = bool(_query_bool(request, "force"))
+        applied = neg.decode_object(await neg.read_raw(request), "application/yaml")
+        if not isinstance(applied, dict):
+            raise errors.BadRequest("error decoding YAML: the applied configuration must be an object")
+        body_name = (applied.get("metadata") or {}).get("name")
+        if body_name and body_name != name:
+            raise errors.BadRequest(f"the name of the object ({body_name}) does not match the "
+                                    f"name on the URL ({name})")
+        applied.setdefault("metadata", {})["name"] = name
+        warnings = store.prune(applied, _field_validation(request))
+
+        def mutate(current: Obj) -> Obj:
+            return store.apply(current, applied, manager, force, sub)
+
+        create_obj = store.apply(None, applied, manager, force, sub) if not sub else None
+        obj, created, more = await store.update(
+            ns, name, mutate, subresource=sub, dry_run=_dry_run(request),
+            field_validation="Ignore", create_obj=create_obj, manager=manager, applied=True)
+        return object_response(out, store.info, obj, 201 if created else 200, warnings + more)
 
     async def delete(self, request: web.Request, store: Store, ns: str | None,
                      name: str) -> web.StreamResponse:
@@ -259,7 +299,8 @@ class ResourceHandler:
                 new["metadata"]["resourceVersion"] = rv
             return new
 
-        obj, _, _ = await store.update(ns, name, mutate, dry_run=_dry_run(request))
+        obj, _, _ = await store.update(ns, name, mutate, dry_run=_dry_run(request),
+                                       manager=_field_manager(request))
         return json_response(_scale_of(obj))
 
     async def binding(self, request: web.Request, store: Store, ns: str | None,

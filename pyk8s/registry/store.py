@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
-from pyk8s.api import errors, meta, pruning
+from pyk8s.api import errors, managedfields, meta, pruning, schemas
 from pyk8s.api.catalogue import ResourceInfo
 from pyk8s.api.selectors import (FieldSelector, LabelSelector, SelectorError,
                                  convert_field_selector, object_fields, parse_label_selector)
@@ -104,6 +104,7 @@ class Store:
         self.strategy = strategy
         self.namespace_check = namespace_check
         self.conversion = conversion_for(info)
+        self.schema = schemas.schema_for(info.group, info.version, info.kind)
 
     def external(self, obj: Obj) -> Obj:
         """A stored object in the version this store serves (the same dict if no conversion)."""
@@ -129,6 +130,33 @@ class Store:
         obj["apiVersion"] = self.info.api_version
         obj["kind"] = self.info.kind
 
+    def reset_paths(self, subresource: str) -> list[tuple[str, ...]]:
+        """Fields a write through this endpoint cannot set (upstream's reset fields)."""
+        if subresource == "status":
+            return [("spec",)]
+        return [("status",)] if self.strategy.has_status else []
+
+    def track_managed_fields(self, old: Obj | None, new: Obj, manager: str,
+                             subresource: str = "") -> None:
+        """Record `manager`'s Update in `metadata.managedFields` (every non-apply write)."""
+        if not manager:
+            return
+        entries = managedfields.update_managed_fields(
+            old, new, manager, subresource=subresource, now=meta.rfc3339(), schema=self.schema,
+            api_version=self.info.api_version, reset_paths=self.reset_paths(subresource))
+        if entries:
+            new["metadata"]["managedFields"] = entries
+        else:
+            new["metadata"].pop("managedFields", None)
+
+    def apply(self, live: Obj | None, applied: Obj, manager: str, force: bool,
+              subresource: str = "") -> Obj:
+        """Server-side apply of `applied` onto `live` (None: create)."""
+        return managedfields.apply(live, applied, manager, force=force, schema=self.schema,
+                                   now=meta.rfc3339(), api_version=self.info.api_version,
+                                   kind=self.info.kind, subresource=subresource,
+                                   reset_paths=self.reset_paths(subresource))
+
     def prune(self, obj: Obj, field_validation: str) -> list[str]:
         """Drop unknown fields; Strict → 400, Warn → warnings (returned)."""
         unknown = pruning.prune_unknown_fields(self.info.group, self.info.version,
@@ -145,7 +173,10 @@ class Store:
 
     # -- create ----------------------------------------------------------------------------
     async def create(self, namespace: str | None, obj: Obj, *, dry_run: bool = False,
-                     field_validation: str = "Warn") -> tuple[Obj, list[str]]:
+                     field_validation: str = "Warn", manager: str = "",
+                     applied: bool = False) -> tuple[Obj, list[str]]:
+        """`manager` names the field manager of this write; `applied` says managedFields
+        were already computed by server-side apply."""
         self._stamp(obj)
         md = meta.metadata(obj)
         if self.info.namespaced:
@@ -168,6 +199,8 @@ class Store:
         causes = self.strategy.validate(obj)
         if causes:
             raise self._invalid(name, causes)
+        if not applied:
+            self.track_managed_fields(None, obj, manager)
         if self.info.namespaced and self.namespace_check:
             await self.namespace_check(namespace or "")
         if dry_run:
@@ -318,6 +351,7 @@ class Store:
                      mutate: Callable[[Obj], Awaitable[Obj] | Obj], *,
                      subresource: str = "", dry_run: bool = False,
                      field_validation: str = "Warn", create_obj: Obj | None = None,
+                     manager: str = "", applied: bool = False,
                      ) -> tuple[Obj, bool, list[str]]:
         """Read-modify-write. `mutate(current)` returns the new object as the client wants it.
 
@@ -335,6 +369,8 @@ class Store:
                 new = await new  # type: ignore[misc]
             assert isinstance(new, dict)
             new_obj = self._prepare_update(new, old, subresource, field_validation, warnings)
+            if not applied and subresource in ("", "status"):
+                self.track_managed_fields(old, new_obj, manager, subresource)
             want_rv = (new_obj.get("metadata") or {}).get("resourceVersion")
             if want_rv and want_rv != old["metadata"]["resourceVersion"]:
                 raise self._conflict(name)
@@ -358,7 +394,8 @@ class Store:
                 if create_obj is None:
                     raise self.not_found(name) from None
                 obj, w = await self.create(namespace, create_obj, dry_run=dry_run,
-                                           field_validation=field_validation)
+                                           field_validation=field_validation,
+                                           manager=manager, applied=applied)
                 return obj, True, w
             except _DeleteInstead as d:
                 if dry_run:
