@@ -13,7 +13,6 @@ get SIGKILL when their parent dies).
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import os
 import shutil
@@ -32,12 +31,10 @@ ETCD = os.environ.get("ETCD", shutil.which("etcd") or "/usr/bin/etcd")
 _live: "weakref.WeakSet[EtcdMember]" = weakref.WeakSet()
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the process that started it dies."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+# SIGKILL for a member whose parent dies (util-linux; exec's etcd, so the pid stays etcd's).
+# Not preexec_fn: forking a process that runs gRPC (the etcd storage) runs gRPC's fork
+# handlers in the child, which can kill it before it execs.
+SETPRIV = shutil.which("setpriv")
 
 
 def etcd_available() -> bool:
@@ -84,7 +81,8 @@ class EtcdMember:
     def start(self) -> "EtcdMember":
         if self.running():
             return self
-        cmd = [ETCD, "--name", self.name, "--data-dir", str(self.data_dir),
+        prefix = [SETPRIV, "--pdeathsig", "KILL", "--"] if SETPRIV else []
+        cmd = [*prefix, ETCD, "--name", self.name, "--data-dir", str(self.data_dir),
                "--listen-client-urls", self.client_url,
                "--advertise-client-urls", self.client_url,
                "--listen-peer-urls", self.peer_url,
@@ -98,7 +96,7 @@ class EtcdMember:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                         stdin=subprocess.DEVNULL)
         finally:
             log.close()
         _live.add(self)

@@ -85,9 +85,9 @@ def pair(etcd: EtcdCluster, tmp_path_factory: pytest.TempPathFactory
         a.start()
         b.start()
         yield a, b
-    finally:  # kill -9: a graceful stop would wait for the tests' open watch streams
-        a.kill9()
-        b.kill9()
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_write_on_a_seen_by_watch_and_list_on_b(pair: tuple[ServerProcess, ServerProcess]) -> None:
@@ -202,7 +202,7 @@ def test_etcd_down_fails_fast_and_server_recovers(tmp_path: Any) -> None:
             finally:
                 w.close()
         finally:
-            srv.kill9()
+            srv.stop()
 
 
 def _leader(members: list[EtcdMember]) -> EtcdMember:
@@ -290,4 +290,4 @@ def test_three_members_lose_the_leader_under_write_load(tmp_path: Any) -> None:
 
             assert set(acked) <= asyncio.run(in_etcd())
         finally:
-            srv.kill9()
+            srv.stop()
