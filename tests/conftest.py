@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -149,6 +150,42 @@ class ServerProcess:
 
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+
+class WatchReader:
+    """Reads a watch stream in a thread, collecting its events."""
+
+    def __init__(self, server: ServerProcess, path: str) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.pool = urllib3.PoolManager(cert_reqs="CERT_NONE", retries=False)
+        self.resp = self.pool.request("GET", server.url + path, preload_content=False,
+                                        headers={"Authorization": f"Bearer {server.token}"},
+                                        timeout=30)
+        self.status = self.resp.status
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        buf = b""
+        try:
+            for chunk in self.resp.stream(1024, decode_content=True):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        self.events.append(json.loads(line))
+        except Exception:
+            pass
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.time() + timeout
+        while len(self.events) < n and time.time() < deadline:
+            time.sleep(0.02)
+        assert len(self.events) >= n, self.events
+        return self.events
+
+    def close(self) -> None:
+        self.pool.clear()
 
 
 @pytest.fixture(scope="module")

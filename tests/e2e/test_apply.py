@@ -1,11 +1,9 @@
 """Server-side apply through real kubectl, the official client and lightkube."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import kubernetes
-import pytest
 from kubernetes.dynamic import DynamicClient
 
 from tests.conftest import ServerProcess

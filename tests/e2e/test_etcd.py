@@ -10,10 +10,9 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
-import urllib3
 
 from pyk8s.storage.etcd import EtcdStorage
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, WatchReader
 from tests.etcd_cluster import EtcdCluster, EtcdMember, etcd_available
 
 pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed "
@@ -26,41 +25,6 @@ def cm(name: str, **data: str) -> dict[str, Any]:
 
 def etcd_server(srv_dir: Any, endpoints: str) -> ServerProcess:
     return ServerProcess(srv_dir, storage="etcd", extra=["--etcd-servers", endpoints])
-
-
-class Watch:
-    """A watch over HTTPS read by a thread: `events` fills as lines arrive."""
-
-    def __init__(self, server: ServerProcess, path: str) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.pool = urllib3.PoolManager(cert_reqs="CERT_NONE", retries=False)
-        self.resp = self.pool.request("GET", server.url + path, preload_content=False,
-                                      headers={"Authorization": f"Bearer {server.token}"},
-                                      timeout=30)
-        assert self.resp.status == 200, self.resp.status
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        buf = b""
-        try:
-            for chunk in self.resp.stream(1024, decode_content=True):
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if line.strip():
-                        self.events.append(json.loads(line))
-        except Exception:
-            pass
-
-    def wait_for(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.events) < n and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(self.events) >= n, self.events
-        return self.events
-
-    def close(self) -> None:
-        self.pool.clear()
 
 
 def make_ns(srv: ServerProcess, name: str) -> str:
@@ -94,7 +58,7 @@ def test_write_on_a_seen_by_watch_and_list_on_b(pair: tuple[ServerProcess, Serve
     a, b = pair
     cms = make_ns(a, "ab-watch")
     rv = b.get(cms).json()["metadata"]["resourceVersion"]  # consistent: b saw the namespace
-    w = Watch(b, f"{cms}?watch=1&resourceVersion={rv}&timeoutSeconds=20")
+    w = WatchReader(b, f"{cms}?watch=1&resourceVersion={rv}&timeoutSeconds=20")
     try:
         created = a.post(cms, cm("x", v="1")).json()
         ev = w.wait_for(1)[0]
@@ -195,7 +159,7 @@ def test_etcd_down_fails_fast_and_server_recovers(tmp_path: Any) -> None:
             # the watch cache resumed: a consistent LIST has both, a watch sees new writes
             listed = srv.get(cms).json()
             assert {o["metadata"]["name"] for o in listed["items"]} == {"before", "after"}
-            w = Watch(srv, f"{cms}?watch=1&resourceVersion={after_rv}&timeoutSeconds=20")
+            w = WatchReader(srv, f"{cms}?watch=1&resourceVersion={after_rv}&timeoutSeconds=20")
             try:
                 assert srv.post(cms, cm("later")).status == 201
                 assert w.wait_for(1)[0]["object"]["metadata"]["name"] == "later"

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
-import urllib3
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, WatchReader
 
 CM = "/api/v1/namespaces/default/configmaps"
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
@@ -302,40 +300,6 @@ def test_all_namespaces_list(server: ServerProcess) -> None:
 
 
 # -- watch ------------------------------------------------------------------------------------
-class WatchReader:
-    def __init__(self, server: ServerProcess, path: str) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.pool = urllib3.PoolManager(cert_reqs="CERT_NONE", retries=False)
-        self.resp = self.pool.request("GET", server.url + path, preload_content=False,
-                                        headers={"Authorization": f"Bearer {server.token}"},
-                                        timeout=30)
-        self.status = self.resp.status
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        buf = b""
-        try:
-            for chunk in self.resp.stream(1024, decode_content=True):
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if line.strip():
-                        self.events.append(json.loads(line))
-        except Exception:
-            pass
-
-    def wait_for(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.time() + timeout
-        while len(self.events) < n and time.time() < deadline:
-            time.sleep(0.02)
-        assert len(self.events) >= n, self.events
-        return self.events
-
-    def close(self) -> None:
-        self.pool.clear()
-
-
 def test_watch_resume_replays_history(server: ServerProcess) -> None:
     server.post("/api/v1/namespaces", {"metadata": {"name": "w1"}})
     base = "/api/v1/namespaces/w1/configmaps"
