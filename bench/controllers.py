@@ -3,12 +3,19 @@
 
 Starts its own cluster in a temp dir (`pyk8s up`, or with --split a `pyk8s server` and a
 `pyk8s controller-manager` process) unless --kubeconfig is given, creates a workload of
---replicas pods (a ReplicaSet; more kinds plug into WORKLOADS) and measures:
+--replicas pods (a ReplicaSet, a ReplicationController or a Deployment: WORKLOADS) and
+measures:
 
 - the time until every pod exists (watching pods by label) → pods/s;
 - the time until the workload's status reports them all;
 - GET latency (p50 / p99 / max) of a small object on the API server, sampled by four
   GET loops of a separate client throughout the burst, against one loop measured idle first.
+
+For a Deployment (`--workload deployment`), then a rolling update: a stand-in kubelet in a
+separate process (watching the pods, PATCHing pods/status Running + Ready as each one
+appears) makes every pod ready, the template's image changes, and the bench measures the
+time until the rollout is complete (kubectl rollout status's test), the new pods/s, the
+most pods alive at once (≤ replicas + maxSurge) and GET latency during the rollout.
 
 Upstream kube-controller-manager's default client rate limit (--kube-api-qps 20,
 --kube-api-burst 30) holds it near 20 pods/s; `--upstream-limits` runs pyk8s with those.
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -68,7 +76,12 @@ WORKLOADS: dict[str, Workload] = {
                          "metadata": {"name": name},
                          "spec": {"replicas": n, "selector": {"bench": name},
                                   "template": _pod_template(name)}}),
-    # part 2: "deployment": Workload("/apis/apps/v1/namespaces/{ns}/deployments", ...)
+    "deployment": Workload(
+        "/apis/apps/v1/namespaces/{ns}/deployments",
+        lambda name, n: {"apiVersion": "apps/v1", "kind": "Deployment",
+                         "metadata": {"name": name},
+                         "spec": {"replicas": n, "selector": {"matchLabels": {"bench": name}},
+                                  "template": _pod_template(name)}}),
 }
 
 
@@ -133,6 +146,112 @@ class Cluster:
                     p.wait()
 
 
+# -- a stand-in kubelet (its own process, so that the probes measure the server) ----------------
+KUBELET_CONCURRENCY = 32  # pods/status PATCHes in flight
+
+
+def _kubelet_main(kubeconfig: str, ns: str, selector: str, stop: Any, marked: Any,
+                  live: Any, max_live: Any) -> None:
+    asyncio.run(_kubelet(kubeconfig, ns, selector, stop, marked, live, max_live))
+
+
+async def _kubelet(kubeconfig: str, ns: str, selector: str, stop: Any, marked: Any,
+                   live: Any, max_live: Any) -> None:
+    """Watch the pods; PATCH each new one Running + Ready (what a kubelet's status manager
+    does once the containers run); count the pods alive (not being deleted)."""
+    cfg = ClientConfig.from_kubeconfig(kubeconfig)
+    headers = {"Accept": "application/json"}
+    if cfg.token:
+        headers["Authorization"] = f"Bearer {cfg.token}"
+    sem = asyncio.Semaphore(KUBELET_CONCURRENCY)
+    alive: set[str] = set()
+    done: set[str] = set()
+    pending: set[asyncio.Task[None]] = set()
+    base = f"{cfg.server}/api/v1/namespaces/{ns}/pods"
+    connector = aiohttp.TCPConnector(ssl=cfg.ssl_context(), limit=KUBELET_CONCURRENCY + 2)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as s:
+        async def mark(name: str) -> None:
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            body = {"status": {"phase": "Running", "podIP": "10.244.0.1",
+                               "podIPs": [{"ip": "10.244.0.1"}], "startTime": now,
+                               "conditions": [
+                                   {"type": "Initialized", "status": "True",
+                                    "lastTransitionTime": now},
+                                   {"type": "ContainersReady", "status": "True",
+                                    "lastTransitionTime": now},
+                                   {"type": "Ready", "status": "True",
+                                    "lastTransitionTime": now}]}}
+            async with sem:
+                for _ in range(5):
+                    async with s.patch(f"{base}/{name}/status", data=json.dumps(body),
+                                       headers={"Content-Type":
+                                                "application/merge-patch+json"}) as r:
+                        await r.read()
+                        if r.status in (200, 404):
+                            break
+                    await asyncio.sleep(0.05)
+            with marked.get_lock():
+                marked.value += 1
+
+        def seen(ev_type: str, pod: Obj) -> None:
+            md = pod["metadata"]
+            name = md["name"]
+            if ev_type == "DELETED" or md.get("deletionTimestamp"):
+                alive.discard(name)
+            else:
+                alive.add(name)
+                ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                            for c in (pod.get("status") or {}).get("conditions") or [])
+                if not ready and name not in done:
+                    done.add(name)
+                    t = asyncio.create_task(mark(name))
+                    pending.add(t)
+                    t.add_done_callback(pending.discard)
+            live.value = len(alive)
+            if len(alive) > max_live.value:
+                max_live.value = len(alive)
+
+        async def watch() -> None:
+            rv = ""
+            while True:
+                if not rv:
+                    async with s.get(base, params={"labelSelector": selector}) as r:
+                        lst = await r.json()
+                    alive.clear()
+                    for pod in lst.get("items") or []:
+                        seen("ADDED", pod)
+                    rv = lst["metadata"]["resourceVersion"]
+                params = {"watch": "true", "resourceVersion": rv, "labelSelector": selector,
+                          "allowWatchBookmarks": "true", "timeoutSeconds": "600"}
+                async with s.get(base, params=params,
+                                 timeout=aiohttp.ClientTimeout(total=None)) as r:
+                    buf = b""
+                    async for chunk in r.content.iter_any():
+                        buf += chunk
+                        *lines, buf = buf.split(b"\n")
+                        for line in lines:
+                            if not line.strip():
+                                continue
+                            ev = json.loads(line)
+                            if ev["type"] == "ERROR":
+                                rv = ""  # expired: list again
+                                break
+                            rv = ev["object"]["metadata"].get("resourceVersion") or rv
+                            if ev["type"] != "BOOKMARK":
+                                seen(ev["type"], ev["object"])
+                        else:
+                            continue
+                        break
+
+        task = asyncio.create_task(watch())
+        while not stop.is_set() and not task.done():
+            await asyncio.sleep(0.05)
+        task.cancel()
+        for t in list(pending):
+            t.cancel()
+        await asyncio.gather(task, *pending, return_exceptions=True)
+
+
 # -- measuring --------------------------------------------------------------------------------
 def _pct(values: list[float], p: float) -> float:
     if not values:
@@ -143,6 +262,7 @@ def _pct(values: list[float], p: float) -> float:
 
 class Bench:
     def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
         self.cfg = ClientConfig.from_kubeconfig(kubeconfig)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.cfg.token:
@@ -238,6 +358,9 @@ class Bench:
                     status_done = time.perf_counter() - started
                     break
                 await asyncio.sleep(0.05)
+            result: Obj = {}
+            if kind == "deployment":
+                result["rollout"] = await self.rollout(s, wl, ns, name, replicas, timeout)
         return {
             "workload": kind, "replicas": replicas, "pods_created": len(seen),
             "seconds_to_all_pods": round(pods_done, 3),
@@ -250,7 +373,85 @@ class Bench:
             "upstream_pods_per_s": UPSTREAM_PODS_PER_S,
             "vs_upstream": round(len(seen) / pods_done / UPSTREAM_PODS_PER_S, 1)
             if pods_done else None,
+            **result,
         }
+
+    async def rollout(self, s: aiohttp.ClientSession, wl: Workload, ns: str, name: str,
+                      replicas: int, timeout: float) -> Obj:
+        """Make every pod ready (the stand-in kubelet), then change the image and time the
+        rolling update until `kubectl rollout status` would call it done."""
+        url = self.cfg.server
+        path = url + wl.collection.format(ns=ns) + "/" + name
+        ctx = multiprocessing.get_context("spawn")
+        stop = ctx.Event()
+        marked, live, max_live = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Value("i", 0)
+        kubelet = ctx.Process(target=_kubelet_main, daemon=True, args=(
+            str(self.kubeconfig), ns, f"bench={name}", stop, marked, live, max_live))
+        started = time.perf_counter()
+        kubelet.start()
+
+        async def deployment() -> Obj:
+            async with s.get(path) as r:
+                return await r.json()  # type: ignore[no-any-return]
+
+        def complete(d: Obj, generation: int) -> bool:
+            st = d.get("status") or {}
+            return int(st.get("observedGeneration") or 0) >= generation and all(
+                int(st.get(f) or 0) == replicas
+                for f in ("updatedReplicas", "replicas", "availableReplicas"))
+
+        out: Obj = {}
+        try:
+            d = await deployment()
+            deadline = time.monotonic() + timeout
+            while not complete(d, int(d["metadata"]["generation"])):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"pods never became available: {d.get('status')}")
+                await asyncio.sleep(0.05)
+                d = await deployment()
+            out["seconds_to_all_available"] = round(time.perf_counter() - started, 3)
+            max_live.value = live.value
+            marked_before = marked.value
+            probe = f"/api/v1/namespaces/{ns}/configmaps/probe"
+            busy_stop = asyncio.Event()
+            busy_tasks = [asyncio.create_task(self.probe_gets(s, probe, busy_stop, 0.002))
+                          for _ in range(PROBERS)]
+            started = time.perf_counter()
+            patch = {"spec": {"template": {"spec": {"containers": [
+                {"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}}
+            async with s.patch(path, data=json.dumps(patch), headers={
+                    "Content-Type": "application/strategic-merge-patch+json"}) as r:
+                d = await r.json()
+                assert r.status == 200, d
+            generation = int(d["metadata"]["generation"])
+            deadline = time.monotonic() + timeout
+            while not complete(d, generation) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                d = await deployment()
+            done = time.perf_counter() - started
+            busy_stop.set()
+            busy = [x for lat in await asyncio.gather(*busy_tasks) for x in lat]
+            rs_path = url + wl.collection.format(ns=ns).replace("deployments", "replicasets")
+            async with s.get(rs_path, params={"labelSelector": f"bench={name}"}) as r:
+                rss = (await r.json())["items"]
+            surge = -(-replicas * 25 // 100)
+            out.update({
+                "completed": complete(d, generation),
+                "seconds_to_complete": round(done, 3),
+                "new_pods_per_s": round(replicas / done, 1) if done else None,
+                "pods_marked_ready": marked.value - marked_before,
+                "max_pods_alive": max_live.value, "max_allowed": replicas + surge,
+                "replica_sets": sorted([r["metadata"]["name"], r["spec"]["replicas"]]
+                                       for r in rss),
+                "get_rollout_p50_ms": _pct(busy, 0.5), "get_rollout_p99_ms": _pct(busy, 0.99),
+                "get_rollout_max_ms": _pct(busy, 1.0), "get_rollout_samples": len(busy),
+            })
+        finally:
+            stop.set()
+            kubelet.join(10)
+            if kubelet.is_alive():
+                kubelet.kill()
+        return out
 
 
 def main() -> int:

@@ -73,6 +73,13 @@ def _selector(obj: Obj) -> LabelSelector:
     return label_selector_from_dict(_spec(obj).get("selector"))
 
 
+def _rv(obj: Obj) -> int:
+    try:
+        return int(_md(obj).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 def _uid(obj: Obj | None) -> str:
     return str(_md(obj).get("uid") or "") if obj is not None else ""
 
@@ -140,6 +147,9 @@ class DeploymentController:
         self.workers = workers
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.queue: WorkQueue[str] = WorkQueue("deployment")
+        # uid → resourceVersion of the Deployments and ReplicaSets this controller wrote
+        # last, until the informers have caught up with them (see `_cache_is_stale`).
+        self._written: dict[str, int] = {}
         self.d_informer = factory.deployments()
         self.rs_informer = factory.replica_sets(
             indexers={CONTROLLER_UID_INDEX: index_by_controller_uid})
@@ -196,6 +206,7 @@ class DeploymentController:
         self.enqueue(cur)
 
     def delete_deployment(self, d: Obj) -> None:
+        self._written.pop(_uid(d), None)
         self.enqueue(d)
 
     def resolve_controller_ref(self, namespace: str, ref: Obj) -> Obj | None:
@@ -254,6 +265,7 @@ class DeploymentController:
                 self.enqueue(d)
 
     def delete_replica_set(self, rs: Obj) -> None:
+        self._written.pop(_uid(rs), None)
         ref = controller_ref(rs)
         if ref is None:
             return
@@ -322,6 +334,11 @@ class DeploymentController:
         if cached is None:
             log.debug("%s: deployment %s has been deleted", COMPONENT, key)
             return
+        if self._cache_is_stale(cached):
+            # Our last writes have not reached the informers yet: their events will queue
+            # this Deployment again (acting now would only meet 409 Conflicts).
+            self.queue.add_after(key, 1.0)
+            return
         d = copy.deepcopy(cached)
         try:
             selector = _selector(d)
@@ -360,6 +377,27 @@ class DeploymentController:
             raise ValueError(f"unexpected deployment strategy type: {st}")
 
     # -- writes ---------------------------------------------------------------------------
+    def _wrote(self, obj: Obj) -> Obj:
+        rv = _rv(obj)
+        if rv:
+            self._written[_uid(obj)] = rv
+        return obj
+
+    def _cache_is_stale(self, d: Obj) -> bool:
+        """Whether the informers still hold an older version of the Deployment or of one
+        of its ReplicaSets than this controller wrote (entries seen are forgotten)."""
+        stale = False
+        for obj in [d, *self.rs_informer.store.by_index(CONTROLLER_UID_INDEX, _uid(d))]:
+            uid = _uid(obj)
+            written = self._written.get(uid)
+            if written is None:
+                continue
+            if _rv(obj) < written:
+                stale = True
+            else:
+                del self._written[uid]
+        return stale
+
     async def update_status(self, d: Obj) -> Obj:
         """PUT the status subresource (it also takes the Deployment's annotations, as
         upstream's deployment status strategy does: that is how the revision annotation
@@ -368,13 +406,13 @@ class DeploymentController:
         updated: Obj = await self.client.update(
             _d_path(md.get("namespace") or "", str(md.get("name")), "status"), d)
         d.setdefault("metadata", {})["resourceVersion"] = _md(updated).get("resourceVersion")
-        return updated
+        return self._wrote(updated)
 
-    async def update_deployment(self, d: Obj) -> Obj:
+    async def put_deployment(self, d: Obj) -> Obj:
         md = _md(d)
         updated: Obj = await self.client.update(
             _d_path(md.get("namespace") or "", str(md.get("name"))), d)
-        return updated
+        return self._wrote(updated)
 
     async def scale_replica_set(self, rs: Obj, new_scale: int, d: Obj) -> tuple[bool, Obj]:
         """Set spec.replicas and the replicas annotations; a ScalingReplicaSet event when
@@ -389,8 +427,8 @@ class DeploymentController:
         rs_copy.setdefault("spec", {})["replicas"] = new_scale
         du.set_replicas_annotations(rs_copy, desired, max_replicas)
         md = _md(rs_copy)
-        updated: Obj = await self.client.update(
-            _rs_path(md.get("namespace") or "", str(md.get("name"))), rs_copy)
+        updated: Obj = self._wrote(await self.client.update(
+            _rs_path(md.get("namespace") or "", str(md.get("name"))), rs_copy))
         scaled = False
         if size_needs_update:
             scaled = True
@@ -432,8 +470,8 @@ class DeploymentController:
             if annotations_updated or int(_spec(rs_copy).get("minReadySeconds") or 0) != \
                     min_ready:
                 rs_copy.setdefault("spec", {})["minReadySeconds"] = min_ready
-                updated: Obj = await self.client.update(
-                    _rs_path(ns, str(_md(rs_copy).get("name"))), rs_copy)
+                updated: Obj = self._wrote(await self.client.update(
+                    _rs_path(ns, str(_md(rs_copy).get("name"))), rs_copy))
                 # Later steps of this sync see the ReplicaSet as written.
                 for i, rs in enumerate(rs_list):
                     if rs is existing:
@@ -476,7 +514,7 @@ class DeploymentController:
         du.set_new_replica_set_annotations(d, new_rs, new_revision, False)
         already_exists = False
         try:
-            created: Obj | None = await self.client.create(_rs_path(ns), new_rs)
+            created: Obj | None = self._wrote(await self.client.create(_rs_path(ns), new_rs))
         except AlreadyExists:
             already_exists = True
             # A slow cache, or a hash collision.
@@ -752,15 +790,16 @@ class DeploymentController:
         if max_scaled_down <= 0:
             return False
         # Unhealthy old replicas first: removing them never lowers availability.
+        # As upstream, errors here end this step quietly (the next sync tries again).
         try:
             old_rss, cleaned = await self.cleanup_unhealthy_replicas(old_rss, d, max_scaled_down)
-        except ApiError as e:
+        except (ApiError, ValueError) as e:
             log.debug("%s: cleaning up unhealthy replicas: %s", COMPONENT, e)
             return False
         try:
             scaled = await self.scale_down_old_replica_sets_for_rolling_update(
                 [*old_rss, new_rs], old_rss, d)
-        except ApiError as e:
+        except (ApiError, ValueError) as e:
             log.debug("%s: scaling down old replica sets: %s", COMPONENT, e)
             return False
         return cleaned + scaled > 0
@@ -863,7 +902,7 @@ class DeploymentController:
 
     async def update_deployment_and_clear_rollback_to(self, d: Obj) -> None:
         (_md(d).get("annotations") or {}).pop(du.DEPRECATED_ROLLBACK_TO, None)
-        await self.update_deployment(d)
+        await self.put_deployment(d)
 
 
 # -- pure parts of the strategies ---------------------------------------------------------------

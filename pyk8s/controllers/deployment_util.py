@@ -169,8 +169,8 @@ def scaled_value_from_int_or_percent(value: Any, total: int, round_up: bool) -> 
         return value
     if isinstance(value, str):
         if not value.endswith("%"):
-            raise ValueError(f"invalid value for IntOrString: invalid type: string is not a "
-                             f"percentage")
+            raise ValueError("invalid value for IntOrString: invalid type: string is not a "
+                             "percentage")
         try:
             pct = int(value[:-1])
         except ValueError:

@@ -68,8 +68,13 @@ def service_selector(svc: Obj) -> dict[str, str] | None:
 
 
 def is_service_ip_set(svc: Obj) -> bool:
+    """Not headless (upstream's IsServiceIPSet). The API server does not allocate cluster
+    IPs yet, so a Service whose clusterIP is unset (rather than "None") counts as having
+    one: every ClusterIP-type Service has one upstream."""
     ip = _spec(svc).get("clusterIP")
-    return bool(ip) and ip != CLUSTER_IP_NONE
+    if not ip:
+        return _spec(svc).get("type", "ClusterIP") != "ExternalName"
+    return bool(ip != CLUSTER_IP_NONE)
 
 
 def services_for_pod(services: Iterable[Obj], pod: Obj) -> list[Obj]:

@@ -18,6 +18,9 @@ from pyk8s.client.events import EventBroadcaster
 from pyk8s.client.informer import SharedInformerFactory
 from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector, default_identity
 from pyk8s.client.rest import RESTClient
+from pyk8s.controllers.deployment import DeploymentController
+from pyk8s.controllers.endpoints import EndpointsController
+from pyk8s.controllers.endpointslice import EndpointSliceController
 from pyk8s.controllers.garbagecollector import GarbageCollector
 from pyk8s.controllers.namespace import NamespaceController
 from pyk8s.controllers.podgc import DEFAULT_TERMINATED_POD_THRESHOLD, PodGCController
@@ -28,7 +31,7 @@ log = logging.getLogger("pyk8s.controllers.manager")
 
 # Upstream's controller names (--controllers).
 ALL_CONTROLLERS = ("garbagecollector", "namespace", "replicaset", "replicationcontroller",
-                   "serviceaccount", "podgc")
+                   "serviceaccount", "podgc", "deployment", "endpoint", "endpointslice")
 
 
 @dataclass
@@ -47,6 +50,9 @@ class ControllerManagerOptions:
     controllers: tuple[str, ...] = ("*",)           # --controllers
     concurrent_replicaset_syncs: int = 5            # --concurrent-replicaset-syncs
     concurrent_rc_syncs: int = 5                    # --concurrent_rc_syncs
+    concurrent_deployment_syncs: int = 5            # --concurrent-deployment-syncs
+    concurrent_endpoint_syncs: int = 5              # --concurrent-endpoint-syncs
+    concurrent_service_endpoint_syncs: int = 5      # --concurrent-service-endpoint-syncs
     concurrent_gc_syncs: int = 5                    # --concurrent-gc-syncs
     terminated_pod_gc_threshold: int = DEFAULT_TERMINATED_POD_THRESHOLD
     pod_gc_period: float = 20.0
@@ -96,6 +102,18 @@ async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None
             kind=REPLICATION_CONTROLLER, workers=o.concurrent_rc_syncs).run()
     if o.enabled("serviceaccount"):
         makers["serviceaccount"] = lambda: ServiceAccountsController(client, factory).run()
+    if o.enabled("deployment"):
+        makers["deployment"] = lambda: DeploymentController(
+            client, factory, broadcaster.new_recorder("deployment-controller"),
+            workers=o.concurrent_deployment_syncs).run()
+    if o.enabled("endpoint"):
+        makers["endpoint"] = lambda: EndpointsController(
+            client, factory, broadcaster.new_recorder("endpoint-controller"),
+            workers=o.concurrent_endpoint_syncs).run()
+    if o.enabled("endpointslice"):
+        makers["endpointslice"] = lambda: EndpointSliceController(
+            client, factory, broadcaster.new_recorder("endpoint-slice-controller"),
+            workers=o.concurrent_service_endpoint_syncs).run()
     if o.enabled("podgc"):
         makers["podgc"] = lambda: PodGCController(
             client, factory, terminated_pod_threshold=o.terminated_pod_gc_threshold,
