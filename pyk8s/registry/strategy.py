@@ -20,7 +20,7 @@ _GENERATION_KINDS = {
     ("apps", "DaemonSet"), ("", "ReplicationController"), ("batch", "Job"),
     ("batch", "CronJob"), ("autoscaling", "HorizontalPodAutoscaler"),
     ("policy", "PodDisruptionBudget"), ("networking.k8s.io", "NetworkPolicy"),
-    ("networking.k8s.io", "Ingress"), ("", "Service"),
+    ("networking.k8s.io", "Ingress"), ("", "Service"), ("discovery.k8s.io", "EndpointSlice"),
 }
 
 _META_SYSTEM_FIELDS = ("uid", "creationTimestamp", "deletionTimestamp",
