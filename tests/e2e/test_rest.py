@@ -294,6 +294,7 @@ def test_pagination(server: ServerProcess) -> None:
 
 
 def test_all_namespaces_list(server: ServerProcess) -> None:
+    server.post(CM, cm("everywhere"))
     r = server.get("/api/v1/configmaps").json()
     assert r["kind"] == "ConfigMapList"
     assert {o["metadata"]["namespace"] for o in r["items"]} >= {"default"}
