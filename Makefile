@@ -7,7 +7,7 @@ PORT ?= 6443
 # Parallel test workers (pytest-xdist); CI has 2 cores.
 TEST_WORKERS ?= 4
 
-.PHONY: up test venv dev-venv system-deps bench bench-controllers clean
+.PHONY: up test venv dev-venv system-deps bench bench-controllers bench-scheduler clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,9 @@ bench: venv
 
 bench-controllers: venv
 	$(VPY) bench/controllers.py
+
+bench-scheduler: venv
+	$(VPY) bench/scheduler.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

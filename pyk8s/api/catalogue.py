@@ -140,6 +140,20 @@ BUILTIN: tuple[ResourceInfo, ...] = (
     # scheduling
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False,
        short=["pc"]),
+    # admission and the kinds served alongside it
+    _r("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
+       "mutatingwebhookconfigurations", namespaced=False, cats=["api-extensions"]),
+    _r("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+       "validatingwebhookconfigurations", namespaced=False, cats=["api-extensions"]),
+    _r("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
+       namespaced=False, short=["csr"], sub=["status", "approval"]),
+    _r("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", namespaced=False),
+    _r("apiregistration.k8s.io", "v1", "APIService", "apiservices", namespaced=False,
+       cats=["api-extensions"], sub=["status"], storage_group="apiregistration.k8s.io"),
+    # apiextensions (served in-process, as upstream's apiextensions-apiserver)
+    _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+       namespaced=False, short=["crd", "crds"], cats=["api-extensions"], sub=["status"],
+       storage_group="apiextensions.k8s.io"),
 )
 
 # Group versions in the order discovery lists them; the first version of a group is preferred.
@@ -147,6 +161,8 @@ GROUP_ORDER: tuple[str, ...] = (
     "", "apps", "events.k8s.io", "autoscaling", "batch", "policy",
     "rbac.authorization.k8s.io", "storage.k8s.io", "networking.k8s.io", "scheduling.k8s.io",
     "coordination.k8s.io", "discovery.k8s.io", "authentication.k8s.io", "authorization.k8s.io",
+    "apiextensions.k8s.io", "admissionregistration.k8s.io", "certificates.k8s.io",
+    "node.k8s.io", "apiregistration.k8s.io",
 )
 
 
@@ -156,6 +172,9 @@ class Catalogue:
 
     def add(self, info: ResourceInfo) -> None:
         self.resources.append(info)
+
+    def remove(self, info: ResourceInfo) -> None:
+        self.resources = [r for r in self.resources if r != info]
 
     def lookup(self, group: str, version: str, plural: str) -> ResourceInfo | None:
         for r in self.resources:

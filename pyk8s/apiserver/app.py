@@ -12,6 +12,8 @@ from aiohttp import web
 from pyk8s.api import errors, schemas
 from pyk8s.api.catalogue import Catalogue, ResourceInfo
 from pyk8s.apiserver import discovery, negotiation as neg, requestinfo
+from pyk8s.apiserver.admission import Attributes
+from pyk8s.apiserver.admission.plugins import admission_chain, close_admission
 from pyk8s.apiserver.authn import Authenticator
 from pyk8s.apiserver.handlers import ResourceHandler
 from pyk8s.apiserver.openapi import OpenAPIDocs
@@ -42,6 +44,7 @@ class ServerConfig:
     bookmark_interval: float = 15.0
     watch_cache_size: int = 5000
     compaction_interval: float = 300.0  # upstream compacts every 5 minutes
+    disabled_admission_plugins: tuple[str, ...] = ()  # --disable-admission-plugins
 
 
 class APIServer:
@@ -57,8 +60,11 @@ class APIServer:
         self.catalogue = catalogue or Catalogue()
         self.cache = WatchCache(storage, window_size=config.watch_cache_size)
         self.stores: dict[tuple[str, str, str], Store] = {}
-        self.openapi = OpenAPIDocs(self.catalogue)
+        from pyk8s.apiserver.crd import CRDController
+        self.crds = CRDController(self)
+        self.openapi = OpenAPIDocs(self.catalogue, schema_provider=self.crds.schema_for)
         self.resources = ResourceHandler(self)
+        self.admission = admission_chain(self)
         self.ready = False
         self._compactor: asyncio.Task[None] | None = None
 
@@ -66,9 +72,42 @@ class APIServer:
         key = (info.group, info.version, info.plural)
         s = self.stores.get(key)
         if s is None:
-            s = Store(info, self.storage, self.cache, strategy_for(info), self.check_namespace)
+            custom = self.crds.strategy_for(info)
+            s = Store(info, self.storage, self.cache, custom or strategy_for(info))
+            s.admission = self.admission
+            s.attributes = Attributes
+            if custom is not None:
+                s.conversion = self.crds.conversion_for(info)
             self.stores[key] = s
         return s
+
+    async def list_objects(self, group: str, version: str, plural: str,
+                           namespace: str | None) -> list[dict[str, Any]]:
+        """Current objects of a resource (in a namespace) from the watch cache."""
+        store = self.stores.get((group, version, plural))
+        if store is None:
+            info = self.catalogue.lookup(group, version, plural)
+            if info is None:
+                return []
+            store = self.store(info)
+        info = store.info
+        rc = self.cache.resource(info.storage_prefix)
+        if not rc.objects:
+            return []
+        return rc.items(info.list_prefix(namespace))
+
+    def is_namespaced(self, group: str, version: str, plural: str) -> bool:
+        store = self.stores.get((group, version, plural))
+        if store is not None:
+            return store.info.namespaced
+        info = self.catalogue.lookup(group, version, plural)
+        return bool(info and info.namespaced)
+
+    async def namespace_labels(self, namespace: str) -> dict[str, str]:
+        ns_info = self.catalogue.lookup("", "v1", "namespaces")
+        assert ns_info is not None
+        obj = self.cache.resource(ns_info.storage_prefix).objects.get(ns_info.key(None, namespace))
+        return dict(((obj or {}).get("metadata") or {}).get("labels") or {})
 
     async def _service_account_uid(self, namespace: str, name: str) -> str | None:
         info = self.catalogue.lookup("", "v1", "serviceaccounts")
@@ -107,6 +146,7 @@ class APIServer:
                 await self.store(ns_info).create(None, {"metadata": {"name": name}})
             except errors.AlreadyExists:
                 pass
+        await self.crds.start()
         if self.config.compaction_interval > 0:
             self._compactor = asyncio.create_task(self._compact_periodically(), name="compactor")
         self.ready = True
@@ -132,6 +172,8 @@ class APIServer:
         self.ready = False
         if self._compactor:
             self._compactor.cancel()
+        await self.crds.stop()
+        await close_admission(self.admission)
         await self.cache.stop()
         await self.storage.close()
 

@@ -154,9 +154,13 @@ class ResourceHandler:
         out = neg.choose_output(request)
         body = await neg.read_object(request)
         _check_body_type(store.info.kind, store.info.api_version, body)
+        if self.server.crds.terminating(store.info):
+            raise errors.MethodNotAllowed("create not allowed while custom resource definition "
+                                          "is terminating")
         obj, warnings = await store.create(ns, body, dry_run=_dry_run(request),
                                            field_validation=_field_validation(request),
-                                           manager=_field_manager(request))
+                                           manager=_field_manager(request),
+                                           user=request.get("user"))
         return object_response(out, store.info, obj, 201, warnings)
 
     async def update(self, request: web.Request, store: Store, ns: str | None, name: str,
@@ -173,7 +177,7 @@ class ResourceHandler:
         obj, created, warnings = await store.update(
             ns, name, lambda cur: body, subresource=sub, dry_run=_dry_run(request),
             field_validation=_field_validation(request), create_obj=create_obj,
-            manager=_field_manager(request))
+            manager=_field_manager(request), user=request.get("user"))
         return object_response(out, store.info, obj, 201 if created else 200, warnings)
 
     async def patch(self, request: web.Request, store: Store, ns: str | None, name: str,
@@ -182,10 +186,11 @@ class ResourceHandler:
         ct = neg.media_type(request)
         if ct == "application/apply-patch+yaml":
             return await self.apply(request, store, ns, name, sub)
-        if ct not in neg.PATCH_TYPES:
+        custom = hasattr(store.strategy, "prune_unknown")  # custom resources: no SMP
+        if ct not in neg.PATCH_TYPES or (custom and ct == "application/strategic-merge-patch+json"):
             raise errors.UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types "
-                f"include: {', '.join(neg.PATCH_TYPES)}")
+                f"include: {', '.join(t for t in neg.PATCH_TYPES if not custom or 'strategic' not in t)}")
         raw = await neg.read_raw(request)
         patch_doc = neg.decode_object(raw, "application/json")
         schema = schemas.schema_for(store.info.group, store.info.version, store.info.kind)
@@ -204,7 +209,8 @@ class ResourceHandler:
         obj, _, warnings = await store.update(ns, name, mutate, subresource=sub,
                                               dry_run=_dry_run(request),
                                               field_validation=_field_validation(request),
-                                              manager=_field_manager(request))
+                                              manager=_field_manager(request),
+                                              user=request.get("user"))
         return object_response(out, info, obj, 200, warnings)
 
     async def apply(self, request: web.Request, store: Store, ns: str | None, name: str,
@@ -229,7 +235,8 @@ class ResourceHandler:
         create_obj = store.apply(None, applied, manager, force, sub) if not sub else None
         obj, created, more = await store.update(
             ns, name, mutate, subresource=sub, dry_run=_dry_run(request),
-            field_validation="Ignore", create_obj=create_obj, manager=manager, applied=True)
+            field_validation="Ignore", create_obj=create_obj, manager=manager, applied=True,
+            user=request.get("user"))
         return object_response(out, store.info, obj, 201 if created else 200, warnings + more)
 
     async def delete(self, request: web.Request, store: Store, ns: str | None,
@@ -240,7 +247,7 @@ class ResourceHandler:
         opts = DeleteOptions.from_body(body if isinstance(body, dict) else None,
                                        dict(request.query))
         opts.dry_run = opts.dry_run or _dry_run(request)
-        obj, pending = await store.delete(ns, name, opts)
+        obj, pending = await store.delete(ns, name, opts, user=request.get("user"))
         if pending:
             return object_response(out, store.info, obj, 202 if not opts.dry_run else 200)
         if store.info.kind in ("Pod", "Namespace") or store.info.group == "" and \
@@ -256,15 +263,17 @@ class ResourceHandler:
         opts = DeleteOptions.from_body(body if isinstance(body, dict) else None,
                                        dict(request.query))
         opts.dry_run = opts.dry_run or _dry_run(request)
-        items = await store.delete_collection(ns, _list_options(request), opts)
+        items = await store.delete_collection(ns, _list_options(request), opts,
+                                              user=request.get("user"))
         return list_response(out, store.info, items, store.cache.processed_rev, None, None)
 
     # -- subresources ----------------------------------------------------------------------
     async def scale(self, request: web.Request, store: Store, ns: str | None,
                     name: str) -> web.StreamResponse:
         m = request.method
+        paths = getattr(store.strategy, "scale_paths", lambda: None)()  # custom resources
         if m == "GET":
-            return json_response(_scale_of(await store.get(ns, name)))
+            return json_response(_scale_of(await store.get(ns, name), paths))
         if m not in ("PUT", "PATCH"):
             raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
         ct = neg.media_type(request)
@@ -280,7 +289,7 @@ class ResourceHandler:
         scale_schema = schemas.schema_for("autoscaling", "v1", "Scale")
 
         def mutate(current: Obj) -> Obj:
-            scale = _scale_of(current)
+            scale = _scale_of(current, paths)
             if m == "PUT":
                 want = body
             else:
@@ -293,15 +302,19 @@ class ResourceHandler:
                 raise errors.Invalid.of("autoscaling", "Scale", name, [errors.field_invalid(
                     "spec.replicas", replicas, "must be greater than or equal to 0")])
             new = current
-            new.setdefault("spec", {})["replicas"] = replicas
+            if paths:
+                _set_path(new, paths["specReplicasPath"], replicas)
+            else:
+                new.setdefault("spec", {})["replicas"] = replicas
             rv = (want.get("metadata") or {}).get("resourceVersion")
             if rv:
                 new["metadata"]["resourceVersion"] = rv
             return new
 
         obj, _, _ = await store.update(ns, name, mutate, dry_run=_dry_run(request),
-                                       manager=_field_manager(request))
-        return json_response(_scale_of(obj))
+                                       manager=_field_manager(request),
+                                       user=request.get("user"))
+        return json_response(_scale_of(obj, paths))
 
     async def binding(self, request: web.Request, store: Store, ns: str | None,
                       name: str) -> web.StreamResponse:
@@ -349,7 +362,44 @@ def _allows_create_on_update(store: Store) -> bool:
     }
 
 
-def _scale_of(obj: Obj) -> Obj:
+def _get_path(obj: Any, path: str) -> Any:
+    for part in [p for p in path.split(".") if p]:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def _set_path(obj: Obj, path: str, value: Any) -> None:
+    parts = [p for p in path.split(".") if p]
+    for part in parts[:-1]:
+        nxt = obj.get(part)
+        if not isinstance(nxt, dict):
+            nxt = obj[part] = {}
+        obj = nxt
+    obj[parts[-1]] = value
+
+
+def _custom_scale_of(obj: Obj, paths: Obj) -> Obj:
+    """A custom resource's Scale, from the CRD's specReplicasPath / statusReplicasPath /
+    labelSelectorPath (as upstream's apiextensions scale subresource)."""
+    md = obj["metadata"]
+    scale_md = {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                   "creationTimestamp") if k in md}
+    spec_r = _get_path(obj, paths.get("specReplicasPath") or "")
+    status_r = _get_path(obj, paths.get("statusReplicasPath") or "")
+    st: Obj = {"replicas": int(status_r) if isinstance(status_r, int) else 0}
+    if paths.get("labelSelectorPath"):
+        sel = _get_path(obj, paths["labelSelectorPath"])
+        if isinstance(sel, str) and sel:
+            st["selector"] = sel
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_md,
+            "spec": {"replicas": int(spec_r) if isinstance(spec_r, int) else 0}, "status": st}
+
+
+def _scale_of(obj: Obj, paths: Obj | None = None) -> Obj:
+    if paths:
+        return _custom_scale_of(obj, paths)
     md = obj["metadata"]
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     sel = spec.get("selector")

@@ -505,14 +505,16 @@ def _strip_type_enums(definition: Schema) -> Schema:
     return {**definition, "properties": fixed}
 
 
-def _refs(node: Any) -> Iterator[str]:
+def _refs(node: Any, in_properties: bool = False) -> Iterator[str]:
     """Names of every definition a source schema references."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
+            if key == "$ref" and isinstance(value, str) and not in_properties:
                 yield schemas.ref_name(value)
-            elif not key.startswith("x-"):  # incl. a property named "$ref" (JSONSchemaProps)
-                yield from _refs(value)
+            elif in_properties or not key.startswith("x-"):
+                # Property names are data: JSONSchemaProps has properties named "$ref" and
+                # "x-kubernetes-validations".
+                yield from _refs(value, key == "properties" and not in_properties)
     elif isinstance(node, list):
         for item in node:
             yield from _refs(item)

@@ -1904,3 +1904,87 @@ def build_table(group: str, kind: str, objects: list[dict], *, now: datetime,
         "columnDefinitions": ([dict(c) for c in printer.columns] if with_columns else None),
         "rows": rows,
     }
+
+
+# --- admissionregistration, certificates, node, apiregistration ---------------------------------
+# (upstream's printers.go: webhook configurations, CSRs, RuntimeClasses; APIServices as the
+# kube-aggregator prints them)
+
+def _webhooks_cells(obj: dict, now: datetime) -> list:
+    return [_name(obj), len(obj.get("webhooks") or []), _age(obj, now)]
+
+
+_WEBHOOK_COLUMNS = (
+    _name_col(),
+    _col("Webhooks", "integer", "Webhooks is a list of webhooks and the affected resources "
+         "and operations."),
+    _age_col(),
+)
+
+
+def _csr_condition(obj: dict) -> str:
+    conds = [str(c.get("type")) for c in (_get(obj, "status.conditions") or [])
+             if c.get("status", "True") == "True"]
+    if not conds:
+        return "Pending"
+    if _get(obj, "status.certificate") and "Approved" in conds:
+        conds.append("Issued")
+    return ",".join(conds)
+
+
+def _csr_cells(obj: dict, now: datetime) -> list:
+    seconds = _get(obj, "spec.expirationSeconds")
+    duration = human_duration(timedelta(seconds=int(seconds))) if seconds else "<none>"
+    return [_name(obj), _age(obj, now), _get(obj, "spec.signerName", "") or "<none>",
+            _get(obj, "spec.username", "") or "", duration, _csr_condition(obj)]
+
+
+_CSR_COLUMNS = (
+    _name_col(),
+    _age_col(),
+    _col("SignerName", "string", "Requested signer for the request."),
+    _col("Requestor", "string", "Name of the user which created the request."),
+    _col("RequestedDuration", "string", "Requested duration of the issued certificate."),
+    _col("Condition", "string", "Conditions applied to the request."),
+)
+
+
+def _runtime_class_cells(obj: dict, now: datetime) -> list:
+    return [_name(obj), obj.get("handler") or "", _age(obj, now)]
+
+
+_RUNTIME_CLASS_COLUMNS = (
+    _name_col(),
+    _col("Handler", "string", "Handler specifies the underlying runtime and configuration "
+         "that the CRI implementation will use to handle pods of this class."),
+    _age_col(),
+)
+
+
+def _api_service_cells(obj: dict, now: datetime) -> list:
+    svc = _get(obj, "spec.service")
+    service = f"{svc.get('namespace')}/{svc.get('name')}" if isinstance(svc, dict) else "Local"
+    available = "Unknown"
+    for c in _get(obj, "status.conditions") or []:
+        if c.get("type") == "Available":
+            available = str(c.get("status"))
+            if c.get("status") != "True" and c.get("reason"):
+                available += f" ({c['reason']})"
+    return [_name(obj), service, available, _age(obj, now)]
+
+
+_API_SERVICE_COLUMNS = (
+    _name_col(),
+    _col("Service", "string", "The reference to the service that hosts this API endpoint."),
+    _col("Available", "string", "Whether this service is available."),
+    _age_col(),
+)
+
+register_printer("admissionregistration.k8s.io", "MutatingWebhookConfiguration",
+                 _WEBHOOK_COLUMNS, _webhooks_cells)
+register_printer("admissionregistration.k8s.io", "ValidatingWebhookConfiguration",
+                 _WEBHOOK_COLUMNS, _webhooks_cells)
+register_printer("certificates.k8s.io", "CertificateSigningRequest", _CSR_COLUMNS, _csr_cells)
+register_printer("node.k8s.io", "RuntimeClass", _RUNTIME_CLASS_COLUMNS, _runtime_class_cells)
+register_printer("apiregistration.k8s.io", "APIService", _API_SERVICE_COLUMNS,
+                 _api_service_cells)

@@ -42,6 +42,8 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
                    help="seconds between watch bookmarks")
     p.add_argument("--compaction-interval", type=float, default=300.0,
                    help="seconds between storage compactions (0 disables)")
+    p.add_argument("--disable-admission-plugins", default="",
+                   help="comma-separated admission plugins to turn off (all are on)")
     p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
 
 
@@ -141,7 +143,9 @@ async def run_server(args: argparse.Namespace) -> None:
     config = ServerConfig(server_address=f"{host}:{args.port}",
                           bookmark_interval=args.bookmark_interval,
                           watch_cache_size=args.watch_cache_size,
-                          compaction_interval=args.compaction_interval)
+                          compaction_interval=args.compaction_interval,
+                          disabled_admission_plugins=tuple(
+                              p for p in args.disable_admission_plugins.split(",") if p))
     server = APIServer(storage, config, authn=authn)
     await server.start()
     write_kubeconfig(data_dir / "kubeconfig.yaml", url, creds.admin_token if creds else "",
@@ -164,6 +168,7 @@ async def run_server(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     controllers: asyncio.Task[None] | None = None
+    scheduler: asyncio.Task[None] | None = None
     if getattr(args, "command", None) == "up":
         from pyk8s.controllers.manager import run_controllers
         # A stable identity: a restarted `up` takes its own lease back at once.
@@ -171,6 +176,11 @@ async def run_server(args: argparse.Namespace) -> None:
         controllers = asyncio.create_task(
             run_controllers(str(data_dir / "kubeconfig.yaml"), stop,
                             controller_options(args, identity)), name="controllers")
+        if getattr(args, "scheduler", False):
+            from pyk8s.scheduler.scheduler import SchedulerOptions, run_scheduler
+            scheduler = asyncio.create_task(run_scheduler(
+                str(data_dir / "kubeconfig.yaml"), stop,
+                SchedulerOptions(identity=f"{socket.gethostname()}_pyk8s-up")), name="scheduler")
     await stop.wait()
     log.info("shutting down")
     if controllers is not None:
@@ -180,6 +190,13 @@ async def run_server(args: argparse.Namespace) -> None:
             pass
         except Exception:
             log.exception("controllers failed")
+    if scheduler is not None:
+        try:
+            await asyncio.wait_for(scheduler, 10.0)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("scheduler failed")
     server.close_watches()  # open watches end first, so the HTTP server can close promptly
     await runner.cleanup()
     await server.stop()
@@ -197,6 +214,37 @@ async def run_controller_manager(args: argparse.Namespace) -> None:
     await run_controllers(args.kubeconfig, stop, controller_options(args))
 
 
+async def run_scheduler_process(args: argparse.Namespace) -> None:
+    """`pyk8s scheduler`: the scheduler alone, against the API server a kubeconfig names."""
+    from pyk8s.scheduler.scheduler import SchedulerOptions, run_scheduler
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    o = SchedulerOptions(config_file=args.config, leader_elect=bool(args.leader_elect),
+                         lease_duration=args.leader_elect_lease_duration,
+                         renew_deadline=args.leader_elect_renew_deadline,
+                         retry_period=args.leader_elect_retry_period,
+                         kube_api_qps=args.kube_api_qps, kube_api_burst=args.kube_api_burst)
+    gc.collect()
+    gc.freeze()
+    await run_scheduler(args.kubeconfig, stop, o)
+
+
+def _add_scheduler_parser(sub: Any) -> None:
+    p = sub.add_parser("scheduler", help="run the scheduler alone")
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
+    p.add_argument("--config", default=None, help="a KubeSchedulerConfiguration file")
+    p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+    p.add_argument("--leader-elect", type=_parse_bool_flag, nargs="?", const=True, default=True)
+    p.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0)
+    p.add_argument("--leader-elect-renew-deadline", type=parse_duration, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=parse_duration, default=2.0)
+    p.add_argument("--kube-api-qps", type=float, default=0.0,
+                   help="client-side requests per second (0: unthrottled; upstream: 50)")
+    p.add_argument("--kube-api-burst", type=int, default=0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyk8s", description="Kubernetes, implemented in Python")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -205,10 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="run the all-in-one cluster (API server and controllers)")
     _add_server_args(p_up)
     _add_controller_args(p_up)
+    p_up.add_argument("--scheduler", type=_parse_bool_flag, nargs="?", const=True, default=True,
+                      help="run the scheduler too (pyk8s scheduler's defaults)")
     p_cm = sub.add_parser("controller-manager", help="run the controllers alone")
     p_cm.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
     p_cm.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
     _add_controller_args(p_cm)
+    _add_scheduler_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -219,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pyk8s: starting; then use: export KUBECONFIG={kc}; kubectl get ns", flush=True)
     if args.command == "controller-manager":
         asyncio.run(run_controller_manager(args))
+    elif args.command == "scheduler":
+        asyncio.run(run_scheduler_process(args))
     else:
         asyncio.run(run_server(args))
     return 0

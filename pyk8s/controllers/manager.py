@@ -25,13 +25,15 @@ from pyk8s.controllers.garbagecollector import GarbageCollector
 from pyk8s.controllers.namespace import NamespaceController
 from pyk8s.controllers.podgc import DEFAULT_TERMINATED_POD_THRESHOLD, PodGCController
 from pyk8s.controllers.replicaset import REPLICATION_CONTROLLER, ReplicaSetController
+from pyk8s.controllers.resourcequota import ResourceQuotaController
 from pyk8s.controllers.serviceaccount import ServiceAccountsController
 
 log = logging.getLogger("pyk8s.controllers.manager")
 
 # Upstream's controller names (--controllers).
 ALL_CONTROLLERS = ("garbagecollector", "namespace", "replicaset", "replicationcontroller",
-                   "serviceaccount", "podgc", "deployment", "endpoint", "endpointslice")
+                   "serviceaccount", "podgc", "deployment", "endpoint", "endpointslice",
+                   "resourcequota")
 
 
 @dataclass
@@ -54,6 +56,8 @@ class ControllerManagerOptions:
     concurrent_endpoint_syncs: int = 5              # --concurrent-endpoint-syncs
     concurrent_service_endpoint_syncs: int = 5      # --concurrent-service-endpoint-syncs
     concurrent_gc_syncs: int = 5                    # --concurrent-gc-syncs
+    concurrent_resource_quota_syncs: int = 5        # --concurrent-resource-quota-syncs
+    resource_quota_sync_period: float = 10.0        # --resource-quota-sync-period (5m)
     terminated_pod_gc_threshold: int = DEFAULT_TERMINATED_POD_THRESHOLD
     pod_gc_period: float = 20.0
 
@@ -114,6 +118,10 @@ async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None
         makers["endpointslice"] = lambda: EndpointSliceController(
             client, factory, broadcaster.new_recorder("endpoint-slice-controller"),
             workers=o.concurrent_service_endpoint_syncs).run()
+    if o.enabled("resourcequota"):
+        makers["resourcequota"] = lambda: ResourceQuotaController(
+            client, factory, workers=o.concurrent_resource_quota_syncs,
+            resync_period=o.resource_quota_sync_period).run()
     if o.enabled("podgc"):
         makers["podgc"] = lambda: PodGCController(
             client, factory, terminated_pod_threshold=o.terminated_pod_gc_threshold,

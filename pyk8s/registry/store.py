@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 import orjson
 
@@ -95,6 +95,15 @@ class ListResult:
 NamespaceCheck = Callable[[str], Awaitable[None]]
 
 
+class Admission(Protocol):
+    """The admission chain (pyk8s.apiserver.admission.Chain) as the store sees it."""
+    async def admit(self, attrs: Any) -> None: ...
+    async def validate(self, attrs: Any) -> None: ...
+
+
+AttributesFactory = Callable[..., Any]
+
+
 class Store:
     def __init__(self, info: ResourceInfo, storage: st.Storage, cache: WatchCache,
                  strategy: Strategy, namespace_check: NamespaceCheck | None = None) -> None:
@@ -103,6 +112,9 @@ class Store:
         self.cache = cache
         self.strategy = strategy
         self.namespace_check = namespace_check
+        # Admission: set by the API server (None: no admission, e.g. unit tests).
+        self.admission: Admission | None = None
+        self.attributes: AttributesFactory | None = None
         self.conversion = conversion_for(info)
         self.schema = schemas.schema_for(info.group, info.version, info.kind)
 
@@ -159,8 +171,9 @@ class Store:
 
     def prune(self, obj: Obj, field_validation: str) -> list[str]:
         """Drop unknown fields; Strict → 400, Warn → warnings (returned)."""
-        unknown = pruning.prune_unknown_fields(self.info.group, self.info.version,
-                                               self.info.kind, obj)
+        custom = getattr(self.strategy, "prune_unknown", None)  # custom resources' schemas
+        unknown = custom(obj) if custom else pruning.prune_unknown_fields(
+            self.info.group, self.info.version, self.info.kind, obj)
         if not unknown:
             return []
         msgs = [f'unknown field "{p}"' for p in unknown]
@@ -171,10 +184,20 @@ class Store:
                 f"error: {', '.join(msgs)}")
         return msgs if field_validation == "Warn" else []
 
+    def _attrs(self, operation: str, namespace: str | None, name: str, obj: Obj | None,
+               old: Obj | None, subresource: str, user: Any, dry_run: bool) -> Any:
+        assert self.attributes is not None
+        info = self.info
+        return self.attributes(operation=operation, group=info.group, version=info.version,
+                               resource=info.plural, kind=info.kind,
+                               namespace=namespace or "", name=name, object=obj,
+                               old_object=old, subresource=subresource, user=user,
+                               dry_run=dry_run)
+
     # -- create ----------------------------------------------------------------------------
     async def create(self, namespace: str | None, obj: Obj, *, dry_run: bool = False,
                      field_validation: str = "Warn", manager: str = "",
-                     applied: bool = False) -> tuple[Obj, list[str]]:
+                     applied: bool = False, user: Any = None) -> tuple[Obj, list[str]]:
         """`manager` names the field manager of this write; `applied` says managedFields
         were already computed by server-side apply."""
         self._stamp(obj)
@@ -192,7 +215,21 @@ class Store:
             md["name"] = meta.generate_name(md["generateName"])
         warnings = self.prune(obj, field_validation)
         self.strategy.default(obj)
+        attrs = None
+        if self.admission is not None:
+            attrs = self._attrs("CREATE", namespace, md.get("name") or "", obj, None, "",
+                                user, dry_run)
+            await self.admission.admit(attrs)
+            obj = attrs.object
+            if attrs.mutated:
+                self._stamp(obj)
+                self.strategy.default(obj)
+            md = meta.metadata(obj)
+            if self.info.namespaced:
+                md["namespace"] = namespace
         self.strategy.prepare_for_create(obj)
+        if hasattr(self.strategy, "set_user"):
+            self.strategy.set_user(obj, user)
         md["uid"] = meta.new_uid()
         md["creationTimestamp"] = meta.rfc3339()
         name = md.get("name") or ""
@@ -203,6 +240,10 @@ class Store:
             self.track_managed_fields(None, obj, manager)
         if self.info.namespaced and self.namespace_check:
             await self.namespace_check(namespace or "")
+        if attrs is not None:
+            assert self.admission is not None
+            attrs.object = obj
+            await self.admission.validate(attrs)
         if dry_run:
             return obj, warnings
         try:
@@ -351,7 +392,7 @@ class Store:
                      mutate: Callable[[Obj], Awaitable[Obj] | Obj], *,
                      subresource: str = "", dry_run: bool = False,
                      field_validation: str = "Warn", create_obj: Obj | None = None,
-                     manager: str = "", applied: bool = False,
+                     manager: str = "", applied: bool = False, user: Any = None,
                      ) -> tuple[Obj, bool, list[str]]:
         """Read-modify-write. `mutate(current)` returns the new object as the client wants it.
 
@@ -368,7 +409,8 @@ class Store:
             if hasattr(new, "__await__"):
                 new = await new  # type: ignore[misc]
             assert isinstance(new, dict)
-            new_obj = self._prepare_update(new, old, subresource, field_validation, warnings)
+            new_obj = await self._prepare_update(new, old, subresource, field_validation,
+                                                 warnings, user, dry_run)
             if not applied and subresource in ("", "status"):
                 self.track_managed_fields(old, new_obj, manager, subresource)
             want_rv = (new_obj.get("metadata") or {}).get("resourceVersion")
@@ -395,7 +437,7 @@ class Store:
                     raise self.not_found(name) from None
                 obj, w = await self.create(namespace, create_obj, dry_run=dry_run,
                                            field_validation=field_validation,
-                                           manager=manager, applied=applied)
+                                           manager=manager, applied=applied, user=user)
                 return obj, True, w
             except _DeleteInstead as d:
                 if dry_run:
@@ -413,8 +455,9 @@ class Store:
                 obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
             return obj, False, warnings
 
-    def _prepare_update(self, new: Obj, old: Obj, subresource: str, field_validation: str,
-                        warnings: list[str]) -> Obj:
+    async def _prepare_update(self, new: Obj, old: Obj, subresource: str,
+                              field_validation: str, warnings: list[str], user: Any = None,
+                              dry_run: bool = False) -> Obj:
         name = old["metadata"]["name"]
         self._stamp(new)
         md = meta.metadata(new)
@@ -434,25 +477,60 @@ class Store:
             causes = self.strategy.validate_status(new, old)
         elif subresource == "binding":
             causes = []  # the binding handler changed only spec.nodeName and a condition
+        elif subresource == "approval" and hasattr(self.strategy, "prepare_for_approval"):
+            new = self.strategy.prepare_for_approval(new, old)
+            causes = self.strategy.validate_status(new, old)
         elif subresource == "finalize" and isinstance(self.strategy, NamespaceStrategy):
             new = self.strategy.prepare_for_finalize(new, old)
             causes = []
         else:
             self.strategy.default(new)
+            attrs = None
+            if self.admission is not None:
+                attrs = self._attrs("UPDATE", old["metadata"].get("namespace"), name, new,
+                                    old, subresource, user, dry_run)
+                await self.admission.admit(attrs)
+                new = attrs.object
+                if attrs.mutated:
+                    self._stamp(new)
+                    self.strategy.default(new)
+                new["metadata"]["name"] = name
+                if self.info.namespaced:
+                    new["metadata"]["namespace"] = old["metadata"].get("namespace")
             self.strategy.prepare_for_update(new, old)
             causes = self.strategy.validate(new, old)
+            if not causes and attrs is not None:
+                assert self.admission is not None
+                attrs.object = new
+                await self.admission.validate(attrs)
+            return self._checked(name, new, causes)
+        if not causes and self.admission is not None and subresource == "status":
+            attrs = self._attrs("UPDATE", old["metadata"].get("namespace"), name, new, old,
+                                subresource, user, dry_run)
+            await self.admission.admit(attrs)
+            new = attrs.object
+            await self.admission.validate(attrs)
+        return self._checked(name, new, causes)
+
+    def _checked(self, name: str, new: Obj, causes: list[errors.StatusCause]) -> Obj:
         if causes:
             raise self._invalid(name, causes)
         return new
 
     # -- delete ----------------------------------------------------------------------------
     async def delete(self, namespace: str | None, name: str,
-                     opts: DeleteOptions) -> tuple[Obj, bool]:
+                     opts: DeleteOptions, user: Any = None) -> tuple[Obj, bool]:
         """Returns (object, pending): pending objects remain (finalizers, grace period)."""
         key = self._key(namespace, name)
+        admitted = False
         while True:
             current = await self.get(namespace, name)
             self._check_preconditions(current, opts, name)
+            if self.admission is not None and not admitted:
+                attrs = self._attrs("DELETE", namespace, name, None, current, "", user,
+                                    opts.dry_run)
+                await self.admission.validate(attrs)
+                admitted = True
             md = current["metadata"]
             finalizers = list(md.get("finalizers") or [])
             policy = opts.propagation_policy
@@ -468,6 +546,9 @@ class Store:
                 wants = [f for f in wants if f != "foregroundDeletion"] + ["orphan"]
             elif policy == "Background":
                 wants = [f for f in wants if f not in ("orphan", "foregroundDeletion")]
+            on_delete = getattr(self.strategy, "finalizers_on_delete", None)  # CRD cleanup
+            if on_delete is not None:
+                wants = on_delete(current, wants)
             ns_finalizers = _namespace_finalizers(current, self.strategy)
             if not wants and grace == 0 and not ns_finalizers:
                 if opts.dry_run:
@@ -519,13 +600,14 @@ class Store:
                                        f"meta: {md.get('resourceVersion')}")
 
     async def delete_collection(self, namespace: str | None, lopts: ListOptions,
-                                dopts: DeleteOptions) -> list[Obj]:
+                                dopts: DeleteOptions, user: Any = None) -> list[Obj]:
         res = await self.list(namespace, ListOptions(label_selector=lopts.label_selector,
                                                      field_selector=lopts.field_selector))
         out = []
         for o in res.items:
             try:
-                obj, _ = await self.delete(o["metadata"].get("namespace"), o["metadata"]["name"], dopts)
+                obj, _ = await self.delete(o["metadata"].get("namespace"), o["metadata"]["name"],
+                                           dopts, user)
                 out.append(obj)
             except errors.NotFound:
                 pass

@@ -171,4 +171,9 @@ _STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
 
 
 def strategy_for(info: ResourceInfo) -> Strategy:
-    return _STRATEGIES.get((info.group, info.kind), Strategy)(info)
+    if (info.group, info.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
+        from pyk8s.registry.customresource import CRDStrategy
+        return CRDStrategy(info)
+    from pyk8s.registry.admission_kinds import STRATEGIES as admission_kinds
+    cls = _STRATEGIES.get((info.group, info.kind)) or admission_kinds.get((info.group, info.kind))
+    return (cls or Strategy)(info)

@@ -57,6 +57,12 @@ def _template(labels: dict | None = None, **spec: Any) -> dict:
 
 
 VALID: dict[tuple[str, str, str], dict] = {
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition"): {
+        "metadata": _meta("things.example.com", None),
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "things", "kind": "Thing"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object"}}}]}},
     ("", "v1", "Pod"): {"metadata": _meta(), "spec": _pod_spec()},
     ("", "v1", "PodTemplate"): {"metadata": _meta(), "template": _template()},
     ("", "v1", "ReplicationController"): {"metadata": _meta(), "spec": {"template": _template()}},
@@ -134,6 +140,26 @@ VALID: dict[tuple[str, str, str], dict] = {
         "podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}},
     ("scheduling.k8s.io", "v1", "PriorityClass"): {"metadata": _meta("high", None),
                                                    "value": 1000},
+    ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration"): {
+        "metadata": _meta("m", None), "webhooks": [{
+            "name": "m.example.com", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": "https://127.0.0.1:9443/m"},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                       "resources": ["configmaps"]}]}]},
+    ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration"): {
+        "metadata": _meta("v", None), "webhooks": [{
+            "name": "v.example.com", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "clientConfig": {"service": {"namespace": "default", "name": "wh"}}}]},
+    ("certificates.k8s.io", "v1", "CertificateSigningRequest"): {
+        "metadata": _meta("csr", None), "spec": {
+            "request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K",
+            "signerName": "example.com/signer", "usages": ["client auth"]}},
+    ("node.k8s.io", "v1", "RuntimeClass"): {"metadata": _meta("gvisor", None),
+                                            "handler": "runsc"},
+    ("apiregistration.k8s.io", "v1", "APIService"): {
+        "metadata": _meta("v1.example.com", None), "spec": {
+            "group": "example.com", "version": "v1", "groupPriorityMinimum": 1000,
+            "versionPriority": 15, "service": {"namespace": "default", "name": "api"}}},
 }
 
 

@@ -1,0 +1,1 @@
+"""kube-scheduler: queue, cache, framework and the in-tree plugins (see scheduler.py)."""

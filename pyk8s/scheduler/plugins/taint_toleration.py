@@ -1,0 +1,62 @@
+"""TaintToleration: Filter on NoSchedule / NoExecute taints the pod does not tolerate;
+Score by the number of intolerable PreferNoSchedule taints (fewer is better)."""
+from __future__ import annotations
+
+from pyk8s.scheduler.framework import (CycleState, NodeInfo, Plugin, PodInfo, Status,
+                                       default_normalize, unresolvable)
+
+
+def tolerates(toleration: dict, taint: dict) -> bool:
+    """Upstream's Toleration.ToleratesTaint."""
+    eff = toleration.get("effect") or ""
+    if eff and eff != taint.get("effect"):
+        return False
+    key = toleration.get("key") or ""
+    if key and key != taint.get("key"):
+        return False
+    op = toleration.get("operator") or "Equal"
+    if op == "Exists":
+        return True
+    if op == "Equal":
+        return (toleration.get("value") or "") == (taint.get("value") or "")
+    return False
+
+
+def tolerated(tolerations: list[dict], taint: dict) -> bool:
+    return any(tolerates(t, taint) for t in tolerations)
+
+
+def taint_string(taint: dict) -> str:
+    v = taint.get("value") or ""
+    return f"{{{taint.get('key')}: {v}}}" if v else f"{{{taint.get('key')}: }}"
+
+
+class TaintToleration(Plugin):
+    name = "TaintToleration"
+    has_filter = True
+    has_score = True
+
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
+        if not node.taints:
+            return None
+        for taint in node.taints:
+            if taint.get("effect") in ("NoSchedule", "NoExecute") and \
+                    not tolerated(pod.tolerations, taint):
+                return unresolvable(
+                    f"node(s) had untolerated taint {taint_string(taint)}", self.name)
+        return None
+
+    def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> bool:
+        state["tt.prefer"] = [t for t in pod.tolerations
+                              if not t.get("effect") or t.get("effect") == "PreferNoSchedule"]
+        return True
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        if not node.taints:
+            return 0
+        tols = state.get("tt.prefer", pod.tolerations)
+        return sum(1 for t in node.taints if t.get("effect") == "PreferNoSchedule"
+                   and not tolerated(tols, t))
+
+    def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
+        default_normalize(scores, reverse=True)
