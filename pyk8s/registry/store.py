@@ -92,9 +92,6 @@ class ListResult:
     remaining: int | None = None
 
 
-NamespaceCheck = Callable[[str], Awaitable[None]]
-
-
 class Admission(Protocol):
     """The admission chain (pyk8s.apiserver.admission.Chain) as the store sees it."""
     async def admit(self, attrs: Any) -> None: ...
@@ -106,12 +103,11 @@ AttributesFactory = Callable[..., Any]
 
 class Store:
     def __init__(self, info: ResourceInfo, storage: st.Storage, cache: WatchCache,
-                 strategy: Strategy, namespace_check: NamespaceCheck | None = None) -> None:
+                 strategy: Strategy) -> None:
         self.info = info
         self.storage = storage
         self.cache = cache
         self.strategy = strategy
-        self.namespace_check = namespace_check
         # Admission: set by the API server (None: no admission, e.g. unit tests).
         self.admission: Admission | None = None
         self.attributes: AttributesFactory | None = None
@@ -238,8 +234,6 @@ class Store:
             raise self._invalid(name, causes)
         if not applied:
             self.track_managed_fields(None, obj, manager)
-        if self.info.namespaced and self.namespace_check:
-            await self.namespace_check(namespace or "")
         if attrs is not None:
             assert self.admission is not None
             attrs.object = obj

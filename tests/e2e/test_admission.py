@@ -205,6 +205,8 @@ def test_webhook_failure_policy(cluster: ServerProcess, webhook: Webhook) -> Non
 def test_webhook_by_service_reference(cluster: ServerProcess, webhook: Webhook) -> None:
     """clientConfig.service: resolved through the Service's Endpoints; TLS verifies the
     name webhook.wh.svc."""
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(  # the Service's namespace
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "wh"}}))
     cluster.kubectl("create", "namespace", "whsvc")
     cluster.kubectl("label", "namespace", "whsvc", "webhooks=svc")
     cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
