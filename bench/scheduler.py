@@ -37,6 +37,7 @@ CASES = {
     "basic-500x5000": ("basic", 500, 5000),
     "basic-5000x10000": ("basic", 5000, 10000),
     "anti-affinity-500x500": ("anti-affinity", 500, 500),
+    "anti-affinity-5000x5000": ("anti-affinity", 5000, 5000),
     "topology-spread-5000x5000": ("topology-spread", 5000, 5000),
 }
 

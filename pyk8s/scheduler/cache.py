@@ -44,8 +44,15 @@ class Cache:
         self.pods_with_affinity = 0
         self.pods_with_required_anti_affinity = 0
         self.image_nodes: dict[str, int] = {}    # image name → nodes that have it
+        self.nodes_with_taints = 0
+        self.nodes_unschedulable = 0
 
     def _images(self, ni: NodeInfo, sign: int) -> None:
+        """Per-node tallies (images, taints, unschedulable) in or out."""
+        if ni.taints:
+            self.nodes_with_taints += sign
+        if ni.unschedulable:
+            self.nodes_unschedulable += sign
         for img in ni.images:
             n = self.image_nodes.get(img, 0) + sign
             if n <= 0:

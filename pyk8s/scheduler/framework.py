@@ -576,6 +576,20 @@ class Framework:
         state = CycleState()
         if snapshot is not None:
             state["snapshot"] = snapshot
+        nnn = ((pod.pod.get("status") or {}).get("nominatedNodeName") or "")
+        if nnn:
+            # Upstream's evaluateNominatedNode: a preemptor tries its nominated node first.
+            node = next((n for n in nodes if n.name == nnn), None)
+            if node is not None:
+                filters, st = self.run_pre_filters(state, pod, nodes)
+                others = [o for o in (nominated or {}).get(nnn, ())
+                          if o.key != pod.key and o.priority >= pod.priority]
+                if st is None and self._filter_with_nominated(
+                        state, pod, node, filters, others) is None:
+                    return node, 1
+            state = CycleState()
+            if snapshot is not None:
+                state["snapshot"] = snapshot
         feasible, _ = self.find_nodes(state, pod, nodes, nominated)
         if len(feasible) == 1:
             return feasible[0], 1

@@ -93,7 +93,11 @@ class Scheduler:
         if (pod.get("spec") or {}).get("nodeName"):
             self.cache.add_pod(self.pod_info(pod))
         elif self._responsible(pod) and not pod["metadata"].get("deletionTimestamp"):
-            self.queue.add(self.pod_info(pod))
+            pi = self.pod_info(pod)
+            nnn = (pod.get("status") or {}).get("nominatedNodeName")
+            if nnn:  # nominated by an earlier scheduler (before a restart / failover)
+                self.queue.nominate(pi, nnn)
+            self.queue.add(pi)
 
     def _pod_update(self, old: Obj, new: Obj) -> None:
         key = f"{new['metadata'].get('namespace', '')}/{new['metadata']['name']}"

@@ -130,6 +130,11 @@ def test_resource_fit_and_failed_scheduling(cluster: ServerProcess) -> None:
     assert "2 Insufficient cpu" in ev[0]["message"]
     assert ev[0]["type"] == "Warning"
     wait(lambda: events_for(cluster, "fit-2cpu", "Scheduled"), what="Scheduled event")
+    # A pod for another scheduler is left alone.
+    make_pod(cluster, "fit-other", "fit", schedulerName="other-scheduler")
+    time.sleep(0.5)
+    p = get_pod(cluster, "fit-other")
+    assert not p["spec"].get("nodeName") and not p.get("status", {}).get("conditions"), p
 
 
 def test_pending_pod_scheduled_when_node_added(cluster: ServerProcess) -> None:

@@ -144,3 +144,74 @@ def test_preemption_picks_lowest_priority_and_respects_pdb():
     cand, msg = preempt(fw, nothing, nodes, err, PDBs([]))
     assert cand is None and msg == ("preemption: 0/3 nodes are available: "
                                     "3 No preemption victims found for incoming pod.")
+
+
+def test_cache_tallies_keep_taints_and_unschedulable_checked():
+    c = Cache()
+    fw = SchedulerConfig().frameworks()["default-scheduler"]
+    t = node_obj("t", "a")
+    t["spec"] = {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}
+    u = node_obj("u", "a")
+    u["spec"] = {"unschedulable": True}
+    c.add_node(t)
+    c.add_node(u)
+    snap = c.snapshot()
+    try:
+        fw.schedule(pod("p"), snap.nodes, None, snap)
+        raise AssertionError("must not fit")
+    except FitError as e:
+        assert e.message() == ("0/2 nodes are available: 1 node(s) had untolerated taint "
+                               "{k: v}, 1 node(s) were unschedulable.")
+    t["spec"] = {}
+    c.update_node(t)
+    assert c.nodes_with_taints == 0 and c.nodes_unschedulable == 1
+    snap = c.snapshot()
+    assert fw.schedule(pod("p"), snap.nodes, None, snap)[0].name == "t"
+    c.remove_node(u)
+    assert c.nodes_unschedulable == 0
+
+
+def test_incremental_inter_pod_affinity_state_matches_full_scan():
+    from pyk8s.scheduler.plugins.inter_pod_affinity import _pre_filter_state
+    c = Cache()
+    for i in range(6):
+        c.add_node(node_obj(f"n{i}", "abc"[i % 3]))
+    fw = SchedulerConfig().frameworks()["default-scheduler"]
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "w"}}, "topologyKey": "zone"}]}}
+    placed = []
+    for i in range(3):
+        p = pod(f"w{i}", labels={"app": "w"}, affinity=anti)
+        snap = c.snapshot()
+        n, _ = fw.schedule(p, snap.nodes, None, snap)
+        c.assume(p, n.name)
+        placed.append(n.labels["zone"])
+        nxt = pod("next", labels={"app": "w"}, affinity=anti)
+        inc = _pre_filter_state(nxt, snap.nodes, snap)
+        full = _pre_filter_state(nxt, snap.nodes)
+        assert inc == full
+    assert sorted(placed) == ["a", "b", "c"]
+    snap = c.snapshot()
+    try:
+        fw.schedule(pod("w9", labels={"app": "w"}, affinity=anti), snap.nodes, None, snap)
+        raise AssertionError("no zone left")
+    except FitError as e:
+        assert "6 node(s) didn't satisfy existing pods anti-affinity rules" in e.message()
+    c.remove_pod("default/w0")
+    snap = c.snapshot()
+    n, _ = fw.schedule(pod("w9", labels={"app": "w"}, affinity=anti), snap.nodes, None, snap)
+    assert n.labels["zone"] == placed[0]
+
+
+def test_nominated_pods_hold_their_node_and_try_it_first():
+    fw = SchedulerConfig().frameworks()["default-scheduler"]
+    a, b = node("a", cpu="1"), node("b", cpu="1")
+    hi = pod("hi", cpu="800m", priority=100)
+    # Another pod of lower priority must not take the room nominated to `hi` on a.
+    lo = pod("lo", cpu="800m", priority=1)
+    for _ in range(5):
+        assert fw.schedule(lo, [a, b], {"a": [hi]})[0].name == "b"
+    # A nominated pod goes to its nominated node when it fits there.
+    hi.pod["status"] = {"nominatedNodeName": "b"}
+    for _ in range(5):
+        assert fw.schedule(hi, [a, b], {"b": [hi]})[0].name == "b"

@@ -85,3 +85,30 @@ def test_config_profiles_and_weights():
     d = fws["default-scheduler"]
     assert [(p.name, w) for p, w in d.scorers][:3] == [
         ("TaintToleration", 3), ("NodeAffinity", 2), ("NodeResourcesFit", 1)]
+
+
+def test_load_config_file(tmp_path):
+    from pyk8s.scheduler.config import ConfigError, load_config
+    f = tmp_path / "sched.yaml"
+    f.write_text("""
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: my-scheduler
+  plugins:
+    multiPoint:
+      disabled: [{name: PodTopologySpread}]
+    score:
+      enabled: [{name: ImageLocality, weight: 7}]
+""")
+    fw = load_config(str(f)).frameworks()["my-scheduler"]
+    assert "PodTopologySpread" not in [p.name for p in fw.filters]
+    assert ("ImageLocality", 7) in [(p.name, w) for p, w in fw.scorers]
+    assert "PodTopologySpread" not in [p.name for p, _ in fw.scorers]
+    f.write_text("kind: KubeSchedulerConfiguration\nprofiles:\n- plugins:\n"
+                 "    filter:\n      enabled: [{name: NoSuchPlugin}]\n")
+    try:
+        load_config(str(f))
+        raise AssertionError("unknown plugin accepted")
+    except ConfigError as e:
+        assert "NoSuchPlugin" in str(e)

@@ -11,41 +11,135 @@ ERR_EXISTING_ANTI = "node(s) didn't satisfy existing pods anti-affinity rules"
 HARD_POD_AFFINITY_WEIGHT = 1
 
 
-def _pre_filter_state(pod: PodInfo, nodes: list[NodeInfo]) -> dict:
-    forbidden: dict[str, set[str]] = {}   # existing pods' anti-affinity vs this pod: key → values
-    aff_counts = [dict() for _ in pod.required_affinity]   # per term: (key, value) → n
-    anti: dict[str, set[str]] = {}
-    want_all = bool(pod.required_affinity or pod.required_anti_affinity)
-    for nd in nodes:
-        if not nd.pods:
-            continue
-        if nd.pods_with_required_anti_affinity:
+def _node_contribution(pod: PodInfo, nd: NodeInfo) -> tuple | None:
+    """What one node adds to the PreFilter state of `pod`: the (key, value) pairs its pods'
+    required anti-affinity forbids to `pod`, per required affinity term the pods matching
+    it, per required anti-affinity term whether a pod matches it."""
+    if not nd.pods or nd.node is None:
+        return None
+    labels = nd.labels
+    forb = []
+    if nd.pods_with_required_anti_affinity:
+        for p in nd.pods.values():
+            for t in p.required_anti_affinity:
+                v = labels.get(t.topology_key)
+                if v is not None and t.matches(pod):
+                    forb.append((t.topology_key, v))
+    aff = []
+    for t in pod.required_affinity:
+        v = labels.get(t.topology_key)
+        n = 0
+        if v is not None:
             for p in nd.pods.values():
-                for t in p.required_anti_affinity:
-                    v = nd.labels.get(t.topology_key)
-                    if v is not None and t.matches(pod):
-                        forbidden.setdefault(t.topology_key, set()).add(v)
-        if want_all:
+                if t.matches(p):
+                    n += 1
+        aff.append((t.topology_key, v, n) if n else None)
+    anti = []
+    for t in pod.required_anti_affinity:
+        v = labels.get(t.topology_key)
+        hit = None
+        if v is not None:
             for p in nd.pods.values():
-                for i, t in enumerate(pod.required_affinity):
-                    v = nd.labels.get(t.topology_key)
-                    if v is not None and t.matches(p):
-                        c = aff_counts[i]
-                        c[(t.topology_key, v)] = c.get((t.topology_key, v), 0) + 1
-                for t in pod.required_anti_affinity:
-                    v = nd.labels.get(t.topology_key)
-                    if v is not None and t.matches(p):
-                        anti.setdefault(t.topology_key, set()).add(v)
-    no_match_anywhere = all(not c for c in aff_counts)
+                if t.matches(p):
+                    hit = (t.topology_key, v)
+                    break
+        anti.append(hit)
+    if not forb and not any(aff) and not any(anti):
+        return None
+    return (tuple(forb), tuple(aff), tuple(anti))
+
+
+class _Agg:
+    """The PreFilter state summed over all nodes, kept current from the cache's change log
+    (pods of one workload share it: the scan of every pod becomes a replay of the nodes
+    that changed since the last cycle)."""
+    __slots__ = ("epoch", "pos", "per_node", "forbidden", "forbidden_keys", "aff", "anti")
+
+    def __init__(self, n_aff: int, n_anti: int) -> None:
+        self.epoch, self.pos = -1, 0
+        self.per_node: dict[str, tuple | None] = {}
+        self.forbidden: dict[tuple[str, str], int] = {}
+        self.forbidden_keys: dict[str, int] = {}
+        self.aff: list[dict[tuple[str, str], int]] = [{} for _ in range(n_aff)]
+        self.anti: dict[tuple[str, str], int] = {}
+
+    @staticmethod
+    def _bump(d: dict, k: tuple, n: int) -> None:
+        v = d.get(k, 0) + n
+        if v <= 0:
+            d.pop(k, None)
+        else:
+            d[k] = v
+
+    def _apply(self, c: tuple | None, sign: int) -> None:
+        if c is None:
+            return
+        forb, aff, anti = c
+        for kv in forb:
+            self._bump(self.forbidden, kv, sign)
+            self._bump(self.forbidden_keys, kv[0], sign)
+        for i, a in enumerate(aff):
+            if a is not None:
+                self._bump(self.aff[i], (a[0], a[1]), sign * a[2])
+        for kv in anti:
+            if kv is not None:
+                self._bump(self.anti, kv, sign)
+
+    def set(self, name: str, c: tuple | None) -> None:
+        old = self.per_node.get(name)
+        if old == c:
+            return
+        self._apply(old, -1)
+        self.per_node[name] = c
+        self._apply(c, 1)
+
+
+_MEMO: dict[tuple, _Agg] = {}
+
+
+def _signature(pod: PodInfo) -> tuple:
+    def terms(ts: list) -> tuple:
+        return tuple((t.sig, t.topology_key, tuple(sorted(t.namespaces)), t.all_namespaces)
+                     for t in ts)
+    return (pod.namespace, pod.labels_key, terms(pod.required_affinity),
+            terms(pod.required_anti_affinity))
+
+
+def _pre_filter_state(pod: PodInfo, nodes: list[NodeInfo], snapshot: object = None) -> dict:
+    cache = getattr(snapshot, "cache", None)
+    na, nn = len(pod.required_affinity), len(pod.required_anti_affinity)
+    if cache is None:
+        agg = _Agg(na, nn)
+        for nd in nodes:
+            agg.set(nd.name, _node_contribution(pod, nd))
+    else:
+        sig = _signature(pod)
+        agg = _MEMO.get(sig)
+        if agg is None or agg.epoch != cache.epoch or agg.pos > len(cache.changes):
+            if len(_MEMO) > 256:
+                _MEMO.clear()
+            agg = _MEMO[sig] = _Agg(na, nn)
+            for nd in nodes:
+                agg.set(nd.name, _node_contribution(pod, nd))
+        else:
+            for name in set(cache.changes[agg.pos:]):
+                nd = cache.nodes.get(name)
+                agg.set(name, _node_contribution(pod, nd) if nd is not None else None)
+        agg.epoch, agg.pos = cache.epoch, len(cache.changes)
+    forbidden_keys = list(agg.forbidden_keys)
+    no_match_anywhere = all(not c for c in agg.aff)
     self_match = all(t.matches(pod) for t in pod.required_affinity)
-    return {"forbidden": forbidden, "aff": aff_counts, "anti": anti,
-            "bootstrap": no_match_anywhere and self_match}
+    return {"forbidden": agg.forbidden, "forbidden_keys": forbidden_keys, "aff": agg.aff,
+            "anti": agg.anti, "bootstrap": no_match_anywhere and self_match}
 
 
 class InterPodAffinity(Plugin):
     name = "InterPodAffinity"
     has_filter = True
     has_score = True
+    _existing_anti = unschedulable(ERR_EXISTING_ANTI, "InterPodAffinity")
+    _anti = unschedulable(ERR_ANTI_AFFINITY, "InterPodAffinity")
+    _aff = unschedulable(ERR_AFFINITY, "InterPodAffinity")
 
     def pre_filter(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status | None:
         if not (pod.required_affinity or pod.required_anti_affinity):
@@ -53,21 +147,23 @@ class InterPodAffinity(Plugin):
             if (cache.pods_with_required_anti_affinity == 0 if cache is not None
                     else not any(n.pods_with_required_anti_affinity for n in nodes)):
                 return SKIP_STATUS
-        state["ipa"] = _pre_filter_state(pod, nodes)
+        state["ipa"] = _pre_filter_state(pod, nodes, state.get("snapshot"))
         return None
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         s = state["ipa"]
         labels = node.labels
-        for k, vals in s["forbidden"].items():
-            if labels.get(k) in vals:
-                return unschedulable(ERR_EXISTING_ANTI, self.name)
+        forbidden = s["forbidden"]
+        for k in s["forbidden_keys"]:
+            v = labels.get(k)
+            if v is not None and (k, v) in forbidden:
+                return self._existing_anti
         anti = s["anti"]
         if anti:
             for t in pod.required_anti_affinity:
                 v = labels.get(t.topology_key)
-                if v is not None and v in anti.get(t.topology_key, ()):
-                    return unschedulable(ERR_ANTI_AFFINITY, self.name)
+                if v is not None and (t.topology_key, v) in anti:
+                    return self._anti
         if pod.required_affinity:
             ok = True
             for i, t in enumerate(pod.required_affinity):
@@ -80,7 +176,7 @@ class InterPodAffinity(Plugin):
                 # keys exist.
                 if not (s["bootstrap"] and all(t.topology_key in labels
                                                for t in pod.required_affinity)):
-                    return unschedulable(ERR_AFFINITY, self.name)
+                    return self._aff
         return None
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> bool:

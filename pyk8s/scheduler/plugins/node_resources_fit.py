@@ -4,7 +4,7 @@ using the non-zero requests as upstream)."""
 from __future__ import annotations
 
 from pyk8s.scheduler.framework import (MAX_NODE_SCORE, CycleState, NodeInfo, Plugin, PodInfo,
-                                       Status, unschedulable)
+                                       Status)
 
 LEAST, MOST = "LeastAllocated", "MostAllocated"
 

@@ -2,7 +2,7 @@
 Score by the number of intolerable PreferNoSchedule taints (fewer is better)."""
 from __future__ import annotations
 
-from pyk8s.scheduler.framework import (CycleState, NodeInfo, Plugin, PodInfo, Status,
+from pyk8s.scheduler.framework import (SKIP_STATUS, CycleState, NodeInfo, Plugin, PodInfo, Status,
                                        default_normalize, unresolvable)
 
 
@@ -36,6 +36,13 @@ class TaintToleration(Plugin):
     has_filter = True
     has_score = True
 
+    def pre_filter(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status | None:
+        # pyk8s: no tainted node in the cache → nothing to check (same verdicts).
+        cache = getattr(state.get("snapshot"), "cache", None)
+        if cache is not None and cache.nodes_with_taints == 0:
+            return SKIP_STATUS
+        return None
+
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         if not node.taints:
             return None
@@ -47,6 +54,9 @@ class TaintToleration(Plugin):
         return None
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> bool:
+        cache = getattr(state.get("snapshot"), "cache", None)
+        if cache is not None and cache.nodes_with_taints == 0:
+            return False  # every node scores 0 → 100 after normalization: no ranking
         state["tt.prefer"] = [t for t in pod.tolerations
                               if not t.get("effect") or t.get("effect") == "PreferNoSchedule"]
         return True
