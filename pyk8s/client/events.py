@@ -279,8 +279,10 @@ class EventBroadcaster:
     def action(self, ev: Obj) -> None:
         if len(self._queue) >= self.max_queued:
             self.dropped += 1
-            log.error("unable to record event: too many queued events, dropped %s %s",
-                      ev.get("reason"), ev.get("message"))
+            if self.dropped == 1 or self.dropped % 1000 == 0:  # one line per burst, not per event
+                log.warning("unable to record event: too many queued events, dropped %s %s "
+                            "(%d dropped so far)", ev.get("reason"), ev.get("message"),
+                            self.dropped)
             return
         self._queue.append(ev)
         self._idle.clear()
