@@ -86,7 +86,8 @@ class ServerProcess:
             except urllib3.exceptions.HTTPError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError("server did not become ready")
+        self.kill9()  # never leave a half-started server behind
+        raise RuntimeError(f"server did not become ready: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
