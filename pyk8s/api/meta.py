@@ -1,8 +1,10 @@
 """Small helpers over object metadata and wire conventions (pure, no I/O)."""
 from __future__ import annotations
 
+import os
 import random
 import string
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -16,9 +18,17 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def rfc3339(t: datetime | None = None) -> str:
     """`2024-01-02T03:04:05Z`, second precision like metav1.Time."""
-    t = t or now()
+    global _last_second
+    if t is None:  # the hot path: "now", formatted once per second
+        sec = int(time.time())
+        if sec != _last_second[0]:
+            _last_second = (sec, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec)))
+        return _last_second[1]
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -31,8 +41,15 @@ def parse_time(s: str | None) -> datetime | None:
         return None
 
 
+_uid_pool: list[bytes] = []
+
+
 def new_uid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID; the randomness is read from the OS 256 UIDs at a time."""
+    if not _uid_pool:
+        raw = os.urandom(16 * 256)
+        _uid_pool.extend(raw[i:i + 16] for i in range(0, len(raw), 16))
+    return str(uuid.UUID(bytes=_uid_pool.pop(), version=4))
 
 
 def generate_name(prefix: str) -> str:

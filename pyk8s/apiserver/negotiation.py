@@ -52,8 +52,10 @@ def media_type(request: web.Request) -> str:
 
 
 async def read_raw(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise errors.RequestEntityTooLarge(f"Request entity too large: limit is {MAX_BODY}")
+    if request.content_length is not None:
+        if request.content_length > MAX_BODY:
+            raise errors.RequestEntityTooLarge(f"Request entity too large: limit is {MAX_BODY}")
+        return await request.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(65536):
