@@ -6,15 +6,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import pytest
 
 from pyk8s.client.rest import (AlreadyExists, ClientConfig, Conflict, Expired, NotFound,
                                RESTClient, error_from_status, server_preferred_resources)
-from tests.conftest import ROOT, ServerProcess
+from tests.conftest import ROOT, ServerProcess, wait_for
 
-T = TypeVar("T")
 
 
 def up_process(data_dir: Path) -> ServerProcess:
@@ -30,16 +29,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
     finally:
         up.stop()
 
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def deployment_yaml(name: str, namespace: str = "default") -> str:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, wait_for
 from tests.e2e.fake_kubelet import FakeKubelet
 
-T = TypeVar("T")
 NS = "deploy-e2e"
 HASH = "pod-template-hash"
 
@@ -28,16 +27,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
     finally:
         up.stop()
 
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def deployment_yaml(name: str, replicas: int, image: str = "nginx:1.25", *,

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, wait_for
 
-T = TypeVar("T")
 NS = "rs-e2e"
 
 
@@ -26,16 +25,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
     finally:
         up.stop()
 
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def rs_yaml(name: str, replicas: int, min_ready: int = 0, kind: str = "ReplicaSet") -> str:
