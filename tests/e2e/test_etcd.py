@@ -13,10 +13,7 @@ import pytest
 
 from pyk8s.storage.etcd import EtcdStorage
 from tests.conftest import ServerProcess, WatchReader
-from tests.etcd_cluster import EtcdCluster, EtcdMember, etcd_available
-
-pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed "
-                                "(make system-deps installs etcd-server)")
+from tests.etcd_cluster import EtcdCluster, EtcdMember
 
 
 def cm(name: str, **data: str) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import pytest
 
 from tests.conftest import ServerProcess
 
-pytest.importorskip("kopf")
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

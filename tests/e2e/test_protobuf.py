@@ -24,8 +24,6 @@ KUBECTLS = {v: f"/usr/lib/google-cloud-sdk/bin/kubectl.{v}" for v in ("1.32", "1
 FIXTURES = Path(__file__).resolve().parent.parent / "api" / "protobuf_fixtures"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 
-pytestmark = pytest.mark.skipif(not all(os.path.exists(k) for k in KUBECTLS.values()),
-                                reason="kubectl 1.32/1.33 binaries not installed")
 
 # (kubectl arguments; {ns} and {v} (a per-version suffix) are filled in). Namespaced
 # commands get `-n {ns}`.

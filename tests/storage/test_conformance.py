@@ -30,7 +30,7 @@ from pyk8s.storage.interface import (Event, KeyExists, KeyNotFound, KeyValue,
 from pyk8s.storage.etcd import EtcdStorage
 from pyk8s.storage.memory import MemoryStorage
 from pyk8s.storage.sqlite import SQLiteStorage
-from tests.etcd_cluster import EtcdCluster, etcd_available
+from tests.etcd_cluster import EtcdCluster
 
 BACKENDS = ["memory", "sqlite", "etcd"]
 REPO = Path(__file__).resolve().parents[2]
@@ -43,8 +43,6 @@ OWN_ETCD = {"test_empty_store", "test_watch_from_zero_replays_everything",
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[EtcdCluster]:
     """One throwaway etcd member for the session (on loopback, data on tmpfs)."""
-    if not etcd_available():
-        pytest.skip("etcd is not installed (make system-deps installs etcd-server)")
     cluster = EtcdCluster(1).start()
     try:
         yield cluster
@@ -71,8 +69,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     etcd: EtcdCluster | None = None
     if request.param == "etcd":
         if request.node.originalname in OWN_ETCD:
-            if not etcd_available():
-                pytest.skip("etcd is not installed (make system-deps installs etcd-server)")
             etcd = own = EtcdCluster(1).start()
         else:
             etcd = request.getfixturevalue("etcd_server")
@@ -725,8 +721,6 @@ async def test_etcd_clients_share_keys_and_revisions(etcd_server: EtcdCluster) -
 
 
 async def test_etcd_unavailable_fails_fast_and_recovers() -> None:
-    if not etcd_available():
-        pytest.skip("etcd is not installed")
     with EtcdCluster(1) as c:
         s = await EtcdStorage.open(c.endpoints, wait=10)
         try:
@@ -760,8 +754,6 @@ async def test_etcd_unavailable_fails_fast_and_recovers() -> None:
 
 async def test_etcd_hung_member_times_out() -> None:
     """A member that accepts connections but never answers (SIGSTOP): bounded by the deadline."""
-    if not etcd_available():
-        pytest.skip("etcd is not installed")
     with EtcdCluster(1) as c:
         s = await EtcdStorage.open(c.endpoints, wait=10, request_timeout=0.5)
         try:
