@@ -20,7 +20,7 @@ import uvloop
 from aiohttp import web
 
 from pyk8s.apiserver.app import APIServer, ServerConfig
-from pyk8s.apiserver.authn import ADMIN, Authenticator, ServiceAccountSigner
+from pyk8s.apiserver.authn import ADMIN, Authenticator, ServiceAccountSigner, UserInfo
 from pyk8s.apiserver.certs import ensure_credentials, write_kubeconfig
 from pyk8s.storage import open_storage
 
@@ -137,7 +137,9 @@ async def run_server(args: argparse.Namespace) -> None:
         creds = ensure_credentials(data_dir, [args.bind])
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_ctx.load_cert_chain(creds.server_cert, creds.server_key)
-        authn = Authenticator({creds.admin_token: ADMIN},
+        # The node token (DIR/node-token) joins agents: one shared identity in system:nodes.
+        node_user = UserInfo("system:node", groups=("system:nodes", "system:authenticated"))
+        authn = Authenticator({creds.admin_token: ADMIN, creds.node_token: node_user},
                               ServiceAccountSigner.load_or_create(data_dir / "tls" / "sa.key"))
     url = f"{scheme}://{host}:{args.port}"
     config = ServerConfig(server_address=f"{host}:{args.port}",
@@ -260,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     p_cm.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
     _add_controller_args(p_cm)
     _add_scheduler_parser(sub)
+    from pyk8s.kubelet.agent import add_agent_parser
+    add_agent_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -272,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_controller_manager(args))
     elif args.command == "scheduler":
         asyncio.run(run_scheduler_process(args))
+    elif args.command == "agent":
+        from pyk8s.kubelet.agent import run_agent
+        asyncio.run(run_agent(args))
     else:
         asyncio.run(run_server(args))
     return 0

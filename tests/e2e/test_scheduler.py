@@ -138,6 +138,7 @@ def test_resource_fit_and_failed_scheduling(cluster: ServerProcess) -> None:
 
 
 def test_pending_pod_scheduled_when_node_added(cluster: ServerProcess) -> None:
+    make_node(cluster, "late-elsewhere", "late-other")  # a node that does not fit
     make_pod(cluster, "late", "late", cpu="1")
     msg = unschedulable_message(cluster, "late")
     assert "node affinity/selector" in msg, msg

@@ -1,0 +1,99 @@
+"""`pyk8s agent`: a node joining a cluster with the node token (the API server writes it
+to DIR/node-token), running the kubelet with a container runtime."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+from pyk8s.client.rest import ClientConfig, RESTClient
+from pyk8s.kubelet.kubelet import Kubelet, KubeletOptions
+from pyk8s.kubelet.node import (NodeConfig, NodeResources, filesystem_bytes,
+                                read_meminfo_bytes)
+from pyk8s.kubelet.podworkers import default_pod_cidr
+from pyk8s.kubelet.runtime import NotImplementedRuntime, make_runtime
+
+log = logging.getLogger("pyk8s.agent")
+
+
+def _memory(value: str) -> int:
+    from pyk8s.api.validation import parse_quantity
+    q = parse_quantity(value)
+    if q is None or q <= 0:
+        raise SystemExit(f"--fake-memory: {value!r} is not a quantity")
+    return int(q)
+
+
+def add_agent_parser(sub: Any) -> None:
+    p = sub.add_parser("agent", help="run a node agent (kubelet) joined to a cluster")
+    p.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    p.add_argument("--token", default=os.environ.get("PYK8S_TOKEN"),
+                   help="the cluster's node token (its DIR/node-token)")
+    p.add_argument("--token-file", default=None, help="read the node token from this file")
+    p.add_argument("--certificate-authority", default=None,
+                   help="CA bundle of the API server (its DIR/tls/ca.crt); without it TLS is "
+                        "not verified")
+    p.add_argument("--data-dir", default=".pyk8s-agent", help="the agent's state")
+    p.add_argument("--node-name", default=None, help="default: the host name")
+    p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP")
+    p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node")
+    p.add_argument("--runtime", default="fake", help="fake (process, oci: not implemented yet)")
+    p.add_argument("--pod-cidr", default=None, help="default: a per-node /24 in 10.244.0.0/16")
+    p.add_argument("--fake-cpu", type=int, default=None, help="report this many CPUs")
+    p.add_argument("--fake-memory", default=None, help="report this much memory (e.g. 8Gi)")
+    p.add_argument("--max-pods", type=int, default=110)
+    p.add_argument("--node-status-update-frequency", type=float, default=10.0)
+    p.add_argument("--node-status-report-frequency", type=float, default=300.0)
+    p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+
+
+def _labels(s: str) -> dict[str, str]:
+    out = {}
+    for part in filter(None, (x.strip() for x in s.split(","))):
+        k, sep, v = part.partition("=")
+        if not sep:
+            raise SystemExit(f"--node-labels: {part!r} is not key=value")
+        out[k] = v
+    return out
+
+
+async def run_agent(args: argparse.Namespace) -> None:
+    try:
+        runtime = make_runtime(args.runtime)
+    except NotImplementedRuntime as e:
+        raise SystemExit(f"pyk8s agent: {e}") from None
+    token = args.token
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    if not token:
+        raise SystemExit("pyk8s agent: --token or --token-file is required")
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    name = (args.node_name or socket.gethostname()).lower()
+    resources = NodeResources(
+        cpu=args.fake_cpu or os.cpu_count() or 1,
+        memory_bytes=_memory(args.fake_memory) if args.fake_memory else read_meminfo_bytes(),
+        ephemeral_bytes=filesystem_bytes(str(data_dir)), pods=args.max_pods)
+    ca = Path(args.certificate_authority).read_bytes() if args.certificate_authority else None
+    if args.server.startswith("https://") and ca is None:
+        log.warning("no --certificate-authority: the API server's certificate is not verified")
+    config = ClientConfig(server=args.server.rstrip("/"), token=token, ca_data=ca,
+                          insecure_skip_tls_verify=ca is None)
+    node = NodeConfig(name=name, node_ip=args.node_ip, resources=resources,
+                      runtime_version=runtime.version(), labels=_labels(args.node_labels))
+    opts = KubeletOptions(node=node, pod_cidr=args.pod_cidr or default_pod_cidr(name),
+                          status_update_frequency=args.node_status_update_frequency,
+                          status_report_frequency=args.node_status_report_frequency)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}") as client:
+        log.info("pyk8s agent: node %s, runtime %s, pod CIDR %s", name, runtime.version(),
+                 opts.pod_cidr)
+        await Kubelet(client, runtime, opts).run(stop)

@@ -1,0 +1,1 @@
+"""Container runtimes for the kubelet (see `pyk8s.kubelet.runtime.Runtime`)."""
