@@ -97,6 +97,12 @@ def _add_controller_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrent-gc-syncs", type=int, default=5)
     g.add_argument("--terminated-pod-gc-threshold", type=int, default=12500,
                    help="terminated pods kept before the pod GC deletes the oldest (0: off)")
+    g.add_argument("--node-monitor-period", type=parse_duration, default=5.0)
+    g.add_argument("--node-monitor-grace-period", type=parse_duration, default=40.0,
+                   help="a node whose status and lease stop advancing this long is Unknown")
+    g.add_argument("--node-startup-grace-period", type=parse_duration, default=60.0)
+    g.add_argument("--node-eviction-rate", type=float, default=0.1,
+                   help="nodes per second tainted NoExecute (taint-based eviction)")
 
 
 def controller_options(args: argparse.Namespace, identity: str | None = None) -> Any:
@@ -114,7 +120,11 @@ def controller_options(args: argparse.Namespace, identity: str | None = None) ->
         concurrent_replicaset_syncs=args.concurrent_replicaset_syncs,
         concurrent_rc_syncs=args.concurrent_rc_syncs,
         concurrent_gc_syncs=args.concurrent_gc_syncs,
-        terminated_pod_gc_threshold=args.terminated_pod_gc_threshold)
+        terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
+        node_monitor_period=args.node_monitor_period,
+        node_monitor_grace_period=args.node_monitor_grace_period,
+        node_startup_grace_period=args.node_startup_grace_period,
+        node_eviction_rate=args.node_eviction_rate)
     if identity:
         o.identity = identity
     return o

@@ -23,6 +23,7 @@ from pyk8s.controllers.endpoints import EndpointsController
 from pyk8s.controllers.endpointslice import EndpointSliceController
 from pyk8s.controllers.garbagecollector import GarbageCollector
 from pyk8s.controllers.namespace import NamespaceController
+from pyk8s.controllers.nodelifecycle import NodeLifecycleController
 from pyk8s.controllers.podgc import DEFAULT_TERMINATED_POD_THRESHOLD, PodGCController
 from pyk8s.controllers.replicaset import REPLICATION_CONTROLLER, ReplicaSetController
 from pyk8s.controllers.resourcequota import ResourceQuotaController
@@ -33,7 +34,7 @@ log = logging.getLogger("pyk8s.controllers.manager")
 # Upstream's controller names (--controllers).
 ALL_CONTROLLERS = ("garbagecollector", "namespace", "replicaset", "replicationcontroller",
                    "serviceaccount", "podgc", "deployment", "endpoint", "endpointslice",
-                   "resourcequota")
+                   "resourcequota", "nodelifecycle")
 
 
 @dataclass
@@ -60,6 +61,10 @@ class ControllerManagerOptions:
     resource_quota_sync_period: float = 10.0        # --resource-quota-sync-period (5m)
     terminated_pod_gc_threshold: int = DEFAULT_TERMINATED_POD_THRESHOLD
     pod_gc_period: float = 20.0
+    node_monitor_period: float = 5.0                # --node-monitor-period
+    node_monitor_grace_period: float = 40.0         # --node-monitor-grace-period
+    node_startup_grace_period: float = 60.0         # --node-startup-grace-period
+    node_eviction_rate: float = 0.1                 # --node-eviction-rate (nodes/s)
 
     def enabled(self, name: str) -> bool:
         """Upstream's rule: `*` enables all, `name` enables, `-name` disables."""
@@ -126,6 +131,13 @@ async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None
         makers["podgc"] = lambda: PodGCController(
             client, factory, terminated_pod_threshold=o.terminated_pod_gc_threshold,
             gc_check_period=o.pod_gc_period).run()
+    if o.enabled("nodelifecycle"):
+        makers["nodelifecycle"] = lambda: NodeLifecycleController(
+            client, factory, broadcaster.new_recorder("node-controller"),
+            node_monitor_period=o.node_monitor_period,
+            node_monitor_grace_period=o.node_monitor_grace_period,
+            node_startup_grace_period=o.node_startup_grace_period,
+            eviction_rate=o.node_eviction_rate).run()
     loop = asyncio.get_running_loop()
     broadcaster.start()
     # Controllers register their informers when constructed, i.e. when their task first

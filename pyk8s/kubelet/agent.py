@@ -42,13 +42,21 @@ def add_agent_parser(sub: Any) -> None:
     p.add_argument("--node-name", default=None, help="default: the host name")
     p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node")
-    p.add_argument("--runtime", default="fake", help="fake (process, oci: not implemented yet)")
+    p.add_argument("--runtime", default="fake",
+                   help="fake (hollow containers) or process (host processes, no images; "
+                        "oci: not implemented yet)")
+    p.add_argument("--container-restart-backoff", type=float, default=10.0,
+                   help="first crash-loop back-off in seconds (doubles up to the maximum)")
+    p.add_argument("--container-restart-backoff-max", type=float, default=300.0)
     p.add_argument("--pod-cidr", default=None, help="default: a per-node /24 in 10.244.0.0/16")
     p.add_argument("--fake-cpu", type=int, default=None, help="report this many CPUs")
     p.add_argument("--fake-memory", default=None, help="report this much memory (e.g. 8Gi)")
     p.add_argument("--max-pods", type=int, default=110)
     p.add_argument("--node-status-update-frequency", type=float, default=10.0)
     p.add_argument("--node-status-report-frequency", type=float, default=300.0)
+    p.add_argument("--node-lease-renew-interval", type=float, default=10.0,
+                   help="pyk8s: seconds between Lease renewals (upstream: a quarter of the "
+                        "40 s lease duration)")
     p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
 
 
@@ -63,10 +71,6 @@ def _labels(s: str) -> dict[str, str]:
 
 
 async def run_agent(args: argparse.Namespace) -> None:
-    try:
-        runtime = make_runtime(args.runtime)
-    except NotImplementedRuntime as e:
-        raise SystemExit(f"pyk8s agent: {e}") from None
     token = args.token
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
@@ -74,6 +78,10 @@ async def run_agent(args: argparse.Namespace) -> None:
         raise SystemExit("pyk8s agent: --token or --token-file is required")
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runtime = make_runtime(args.runtime, str(data_dir))
+    except NotImplementedRuntime as e:
+        raise SystemExit(f"pyk8s agent: {e}") from None
     name = (args.node_name or socket.gethostname()).lower()
     resources = NodeResources(
         cpu=args.fake_cpu or os.cpu_count() or 1,
@@ -88,7 +96,10 @@ async def run_agent(args: argparse.Namespace) -> None:
                       runtime_version=runtime.version(), labels=_labels(args.node_labels))
     opts = KubeletOptions(node=node, pod_cidr=args.pod_cidr or default_pod_cidr(name),
                           status_update_frequency=args.node_status_update_frequency,
-                          status_report_frequency=args.node_status_report_frequency)
+                          status_report_frequency=args.node_status_report_frequency,
+                          lease_interval=args.node_lease_renew_interval,
+                          backoff_initial=args.container_restart_backoff,
+                          backoff_max=args.container_restart_backoff_max)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -96,4 +107,7 @@ async def run_agent(args: argparse.Namespace) -> None:
     async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}") as client:
         log.info("pyk8s agent: node %s, runtime %s, pod CIDR %s", name, runtime.version(),
                  opts.pod_cidr)
-        await Kubelet(client, runtime, opts).run(stop)
+        try:
+            await Kubelet(client, runtime, opts).run(stop)
+        finally:
+            await runtime.shutdown()   # no container process outlives the agent

@@ -18,7 +18,8 @@ from pyk8s.kubelet.lease import NodeLease
 from pyk8s.kubelet.node import (NODE_STATUS_REPORT_FREQUENCY, NODE_STATUS_UPDATE_FREQUENCY,
                                 NodeConfig, NodeHealth, build_node, build_node_status,
                                 now_rfc3339, should_post)
-from pyk8s.kubelet.podworkers import PodIPAM, build_pod_status, pod_status_changed
+from pyk8s.kubelet.podworkers import (Backoff, PodIPAM, build_pod_status,
+                                      crash_loop_message, pod_status_changed)
 from pyk8s.kubelet.runtime import Runtime
 
 log = logging.getLogger("pyk8s.kubelet")
@@ -34,6 +35,9 @@ class KubeletOptions:
     status_report_frequency: float = NODE_STATUS_REPORT_FREQUENCY
     lease_interval: float = 10.0
     workers: int = 4
+    # Container restart back-off (upstream: 10 s doubling to 5 min).
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
 
 
 class Kubelet:
@@ -50,6 +54,8 @@ class Kubelet:
         self._node_status: Obj | None = None
         self._last_report: float | None = None
         self._uids: dict[str, str] = {}       # pod key -> uid the runtime runs
+        self.backoff = Backoff(options.backoff_initial, options.backoff_max)
+        runtime.on_exit = self._container_exited
         self.queue: WorkQueue[str] = WorkQueue(name="kubelet-pods")
         self.pods = SharedInformer(client, resource_path("", "v1", "pods"),
                                    params={"fieldSelector": f"spec.nodeName={self.name}"},
@@ -120,13 +126,17 @@ class Kubelet:
             return
         if st.get("phase") in ("Succeeded", "Failed"):
             return
-        if key not in self._uids:
-            await self._start_pod(pod)
-            self._uids[key] = uid
         pod_ip = self.ipam.allocate(uid) if not (pod.get("spec") or {}).get(
             "hostNetwork") else self.o.node.node_ip
+        if key not in self._uids:
+            self.runtime.set_pod(pod, pod_ip)
+            self._uids[key] = uid
+            log.info("starting pod %s (%s)", key, uid)
+        waiting, retry = await self._sync_containers(pod)
         status = build_pod_status(pod, self.runtime.pod_containers(uid), pod_ip,
-                                  self.o.node.node_ip, now_rfc3339())
+                                  self.o.node.node_ip, now_rfc3339(), waiting)
+        if retry is not None and status["phase"] not in ("Succeeded", "Failed"):
+            self.queue.add_after(key, retry)
         if pod_status_changed(st, status):
             ns, name = split_key(key)
             try:
@@ -136,27 +146,86 @@ class Kubelet:
             except NotFound:
                 pass
 
-    async def _start_pod(self, pod: Obj) -> None:
-        uid = pod["metadata"]["uid"]
-        spec = pod.get("spec") or {}
-        for c in spec.get("initContainers") or []:
-            cid = await self.runtime.create_container(uid, c, init=True)
+    def _container_exited(self, uid: str) -> None:
+        for key, u in list(self._uids.items()):
+            if u == uid:
+                self.queue.add(key)
+
+    async def _sync_containers(self, pod: Obj) -> tuple[dict[str, tuple[str, str]],
+                                                        float | None]:
+        """Upstream's computePodActions, level-triggered: init containers one at a time in
+        order, then every container; exited ones restart as the restart policy says, after
+        the crash-loop back-off. Returns the containers waiting in back-off (reason,
+        message) and when to look again."""
+        md, spec = pod["metadata"], pod.get("spec") or {}
+        uid = md["uid"]
+        policy = spec.get("restartPolicy") or "Always"
+        waiting: dict[str, tuple[str, str]] = {}
+        retry: float | None = None
+
+        def latest(init: bool, name: str) -> Any:
+            found = None
+            for c in self.runtime.pod_containers(uid):
+                if c.init == init and c.name == name:
+                    found = c
+            return found
+
+        async def start(ctr: Obj, init: bool) -> Any:
+            cid = await self.runtime.create_container(uid, ctr, init=init)
             await self.runtime.start_container(cid)
-        for c in spec.get("containers") or []:
-            cid = await self.runtime.create_container(uid, c)
-            await self.runtime.start_container(cid)
-        log.info("started pod %s/%s (%s)", pod["metadata"].get("namespace"),
-                 pod["metadata"]["name"], uid)
+            return latest(init, ctr["name"])
+
+        def backed_off(c: Any) -> bool:
+            nonlocal retry
+            key = f"{uid}/{c.init}/{c.name}"
+            now = time.time()
+            if self.backoff.in_backoff_since(key, c.finished_time, now):
+                b = self.backoff.get(key)
+                waiting[c.name] = ("CrashLoopBackOff", crash_loop_message(b, c.name, pod))
+                left = max(c.finished_time + b - now, 0.05)
+                retry = left if retry is None else min(retry, left)
+                return True
+            self.backoff.next(key, c.finished_time)
+            return False
+
+        for ctr in spec.get("initContainers") or []:
+            c = latest(True, ctr["name"])
+            if c is None:
+                c = await start(ctr, True)
+            if c is None or c.state != "exited":
+                return waiting, retry        # still initializing
+            if c.exit_code == 0:
+                continue
+            if policy == "Never" or backed_off(c):
+                return waiting, retry
+            await start(ctr, True)
+            return waiting, retry
+        for ctr in spec.get("containers") or []:
+            c = latest(False, ctr["name"])
+            if c is None:
+                await start(ctr, False)
+                continue
+            if c.state != "exited":
+                continue
+            if policy == "Always" or (policy == "OnFailure" and c.exit_code != 0):
+                if not backed_off(c):
+                    await start(ctr, False)
+        return waiting, retry
 
     async def _kill_pod(self, uid: str, grace: float) -> None:
-        for c in self.runtime.pod_containers(uid):
-            await self.runtime.kill_container(c.container_id.split("://", 1)[-1], grace)
+        await asyncio.gather(*(
+            self.runtime.kill_container(c.container_id.split("://", 1)[-1], grace)
+            for c in self.runtime.pod_containers(uid)))
         await self.runtime.remove_pod(uid)
+        self.backoff.forget(f"{uid}/")
         self.ipam.release(uid)
 
     async def _terminate(self, key: str, pod: Obj) -> None:
         md = pod["metadata"]
-        grace = float(md.get("deletionGracePeriodSeconds") or 0)
+        grace = md.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        grace = float(grace or 0)
         await self._kill_pod(md["uid"], grace)
         self._uids.pop(key, None)
         ns, name = split_key(key)

@@ -42,25 +42,143 @@ class PodIPAM:
         return self._by_uid.get(uid)
 
 
-def container_status_obj(c: ContainerStatus) -> Obj:
-    if c.state == "running":
-        state: Obj = {"running": {"startedAt": c.started_at}}
-    elif c.state == "exited":
-        state = {"terminated": {"exitCode": c.exit_code, "reason": c.reason,
-                                "startedAt": c.started_at, "finishedAt": c.finished_at,
-                                "containerID": c.container_id}}
+def _terminated(c: ContainerStatus) -> Obj:
+    return {"terminated": {"exitCode": c.exit_code, "reason": c.reason,
+                           "startedAt": c.started_at, "finishedAt": c.finished_at,
+                           "containerID": c.container_id}}
+
+
+def container_status_obj(c: ContainerStatus, previous: ContainerStatus | None = None,
+                         waiting: tuple[str, str] | None = None) -> Obj:
+    """`c`: the latest instance of a container; `previous`: the one before (lastState);
+    `waiting`: (reason, message) when `c` exited and waits for its restart (back-off)."""
+    last: Obj = {}
+    if waiting is not None and c.state == "exited":
+        state: Obj = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
+        last = _terminated(c)
     else:
-        state = {"waiting": {"reason": "ContainerCreating"}}
+        if c.state == "running":
+            state = {"running": {"startedAt": c.started_at}}
+        elif c.state == "exited":
+            state = _terminated(c)
+        else:
+            state = {"waiting": {"reason": "ContainerCreating"}}
+        if previous is not None and previous.state == "exited":
+            last = _terminated(previous)
     running = c.state == "running"
     out: Obj = {"name": c.name, "image": c.image, "imageID": c.image_id,
                 "containerID": c.container_id, "restartCount": c.restart_count,
-                "lastState": {}, "state": state,
+                "lastState": last, "state": state,
                 # No probes yet: a running container is ready (upstream: no readinessProbe).
-                "ready": running or (c.init and c.state == "exited" and c.exit_code == 0),
+                "ready": (running and not c.init) or (c.init and c.state == "exited"
+                                                      and c.exit_code == 0),
                 "started": running}
     if c.init:
         out["started"] = False
     return out
+
+
+def pod_phase(spec: Obj, init_statuses: list[Obj], statuses: list[Obj]) -> str:
+    """Upstream's getPhase (kubelet_pods.go), without sidecars: from the container
+    statuses and the restart policy."""
+    policy = spec.get("restartPolicy") or "Always"
+    pending_init = failed_init = 0
+    for s in init_statuses:
+        st, last = s.get("state") or {}, s.get("lastState") or {}
+        term = st.get("terminated")
+        if term is not None and term.get("exitCode") == 0:
+            continue
+        pending_init += 1
+        if term is not None or (st.get("waiting") is not None
+                                and (last.get("terminated") or {}).get("exitCode", 0) != 0):
+            failed_init += 1
+    running = waiting = stopped = succeeded = unknown = 0
+    for s in statuses:
+        st = s.get("state") or {}
+        if "running" in st:
+            running += 1
+        elif "terminated" in st:
+            stopped += 1
+            if st["terminated"].get("exitCode") == 0:
+                succeeded += 1
+        elif "waiting" in st:
+            if (s.get("lastState") or {}).get("terminated") is not None:
+                stopped += 1
+            else:
+                waiting += 1
+        else:
+            unknown += 1
+    if failed_init and policy == "Never":
+        return "Failed"
+    if pending_init or waiting:
+        return "Pending"
+    if running and not unknown:
+        return "Running"
+    if not running and stopped and not unknown:
+        if policy == "Always":
+            return "Running"
+        if stopped == succeeded:
+            return "Succeeded"
+        if policy == "Never":
+            return "Failed"
+        return "Running"
+    return "Pending"
+
+
+class Backoff:
+    """Upstream's flowcontrol.Backoff as the kubelet uses it for container restarts
+    (10 s doubling to 5 min; an entry older than twice the maximum is forgotten, i.e. a
+    container that ran 10 min starts over at 10 s). Times are seconds (time.time())."""
+
+    def __init__(self, initial: float = 10.0, maximum: float = 300.0) -> None:
+        self.initial, self.maximum = initial, maximum
+        self._entries: dict[str, tuple[float, float]] = {}   # key -> (backoff, lastUpdate)
+
+    def get(self, key: str) -> float:
+        e = self._entries.get(key)
+        return e[0] if e else 0.0
+
+    def _expired(self, event_time: float, last_update: float) -> bool:
+        return event_time - last_update > 2 * self.maximum
+
+    def in_backoff_since(self, key: str, event_time: float, now: float) -> bool:
+        e = self._entries.get(key)
+        if e is None or self._expired(event_time, e[1]):
+            return False
+        return now - event_time < e[0]
+
+    def next(self, key: str, event_time: float) -> None:
+        e = self._entries.get(key)
+        if e is None or self._expired(event_time, e[1]):
+            self._entries[key] = (self.initial, event_time)
+        else:
+            self._entries[key] = (min(e[0] * 2, self.maximum), event_time)
+
+    def forget(self, prefix: str) -> None:
+        for k in [k for k in self._entries if k.startswith(prefix)]:
+            del self._entries[k]
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String() for the whole-ish durations back-offs take: 10s, 1m20s,
+    5m0s, 1.5s, 500ms."""
+    if seconds < 1:
+        ms = seconds * 1000
+        return f"{ms:g}ms" if ms else "0s"
+    h, rem = divmod(seconds, 3600)
+    m, sec = divmod(rem, 60)
+    s = f"{sec:.9f}".rstrip("0").rstrip(".") + "s"
+    if h:
+        return f"{int(h)}h{int(m)}m{s}"
+    if m:
+        return f"{int(m)}m{s}"
+    return s
+
+
+def crash_loop_message(backoff: float, container: str, pod: Obj) -> str:
+    md = pod.get("metadata") or {}
+    return (f"back-off {go_duration(backoff)} restarting failed container={container} "
+            f"pod={md.get('name')}_{md.get('namespace')}({md.get('uid')})")
 
 
 def _condition(ctype: str, ok: bool, prev: dict[str, Obj], now: str,
@@ -77,42 +195,54 @@ def _condition(ctype: str, ok: bool, prev: dict[str, Obj], now: str,
 
 
 def build_pod_status(pod: Obj, containers: list[ContainerStatus], pod_ip: str, host_ip: str,
-                     now: str) -> Obj:
+                     now: str, waiting: dict[str, tuple[str, str]] | None = None) -> Obj:
     """The status the kubelet posts for a pod whose containers are `containers` (in the
-    runtime's order): phase, upstream's conditions, container statuses, IPs, startTime."""
+    runtime's order, restarts after the instances they replace): phase, upstream's
+    conditions, container statuses, IPs, startTime. `waiting`: container name ->
+    (reason, message) of exited containers waiting for a restart (CrashLoopBackOff)."""
     spec, cur = pod.get("spec") or {}, pod.get("status") or {}
+    waiting = waiting or {}
     prev = {c.get("type"): c for c in cur.get("conditions") or []}
-    by_name = {c.name: c for c in containers if not c.init}
-    init_by_name = {c.name: c for c in containers if c.init}
-    statuses = []
-    for ctr in spec.get("containers") or []:
-        c = by_name.get(ctr["name"])
-        statuses.append(container_status_obj(c) if c else {
-            "name": ctr["name"], "image": ctr.get("image", ""), "imageID": "",
-            "ready": False, "started": False, "restartCount": 0, "lastState": {},
-            "state": {"waiting": {"reason": "ContainerCreating"}}})
-    init_statuses = []
-    for ctr in spec.get("initContainers") or []:
-        c = init_by_name.get(ctr["name"])
-        init_statuses.append(container_status_obj(c) if c else {
-            "name": ctr["name"], "image": ctr.get("image", ""), "imageID": "",
-            "ready": False, "started": False, "restartCount": 0, "lastState": {},
-            "state": {"waiting": {"reason": "PodInitializing"}}})
+    latest: dict[tuple[bool, str], ContainerStatus] = {}
+    before: dict[tuple[bool, str], ContainerStatus] = {}
+    for c in containers:
+        k = (c.init, c.name)
+        if k in latest:
+            before[k] = latest[k]
+        latest[k] = c
+
+    def entry(ctr: Obj, init: bool, reason: str) -> Obj:
+        k = (init, ctr["name"])
+        c = latest.get(k)
+        if c is not None:
+            return container_status_obj(c, before.get(k), waiting.get(ctr["name"]))
+        return {"name": ctr["name"], "image": ctr.get("image", ""), "imageID": "",
+                "ready": False, "started": False, "restartCount": 0, "lastState": {},
+                "state": {"waiting": {"reason": reason}}}
+
+    init_statuses = [entry(ctr, True, "PodInitializing")
+                     for ctr in spec.get("initContainers") or []]
     initialized = all(s["ready"] for s in init_statuses)
-    containers_ready = initialized and bool(statuses) and all(s["ready"] for s in statuses)
-    running = any("running" in s["state"] for s in statuses)
+    statuses = [entry(ctr, False, "ContainerCreating" if initialized else "PodInitializing")
+                for ctr in spec.get("containers") or []]
+    phase = pod_phase(spec, init_statuses, statuses)
+    terminal = phase in ("Succeeded", "Failed")
+    containers_ready = (initialized and bool(statuses) and all(s["ready"] for s in statuses)
+                        and not terminal)
+    not_ready = "PodCompleted" if terminal else "ContainersNotReady"
     scheduled = prev.get("PodScheduled") or {"type": "PodScheduled", "status": "True",
                                              "lastProbeTime": None,
                                              "lastTransitionTime": now}
     conditions = [
-        _condition("PodReadyToStartContainers", True, prev, now),
-        _condition("Initialized", initialized, prev, now, "ContainersNotInitialized"),
-        _condition("Ready", containers_ready, prev, now, "ContainersNotReady"),
-        _condition("ContainersReady", containers_ready, prev, now, "ContainersNotReady"),
+        _condition("PodReadyToStartContainers", not terminal, prev, now),
+        _condition("Initialized", initialized, prev, now,
+                   "ContainersNotInitialized"),
+        _condition("Ready", containers_ready, prev, now, not_ready),
+        _condition("ContainersReady", containers_ready, prev, now, not_ready),
         scheduled,
     ]
     ip = host_ip if spec.get("hostNetwork") else pod_ip
-    status: Obj = {"phase": "Running" if running else "Pending", "conditions": conditions,
+    status: Obj = {"phase": phase, "conditions": conditions,
                    "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
                    "podIP": ip, "podIPs": [{"ip": ip}],
                    "startTime": cur.get("startTime") or now,

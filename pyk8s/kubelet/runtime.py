@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 Obj = dict[str, Any]
 
@@ -22,12 +22,22 @@ class ContainerStatus:
     reason: str = ""
     restart_count: int = 0
     init: bool = False
+    finished_time: float = 0.0   # time.time() of finished_at (backoff), 0 if not exited
 
 
 class Runtime(abc.ABC):
     """What a runtime offers the kubelet. Containers belong to a pod by `pod_uid`."""
 
     name: str = ""
+    # Called with a pod's uid when one of its containers exits on its own (the kubelet
+    # re-syncs the pod: restart policy, phase).
+    on_exit: Callable[[str], None] | None = None
+
+    def set_pod(self, pod: Obj, pod_ip: str) -> None:
+        """The pod a uid's containers belong to (env from fieldRef); before creating."""
+
+    async def shutdown(self) -> None:
+        """Stop everything still running (the agent is stopping)."""
 
     @abc.abstractmethod
     def version(self) -> str:
@@ -61,11 +71,14 @@ class NotImplementedRuntime(Exception):
     pass
 
 
-def make_runtime(name: str) -> Runtime:
+def make_runtime(name: str, data_dir: str = ".pyk8s-agent") -> Runtime:
     if name == "fake":
         from pyk8s.kubelet.runtimes.fake import FakeRuntime
         return FakeRuntime()
-    if name in ("process", "oci"):
+    if name == "process":
+        from pyk8s.kubelet.runtimes.process import ProcessRuntime
+        return ProcessRuntime(data_dir)
+    if name == "oci":
         raise NotImplementedRuntime(f"runtime {name!r} is not implemented yet "
-                                    f"(only 'fake' is)")
+                                    f"(only 'fake' and 'process' are)")
     raise NotImplementedRuntime(f"unknown runtime {name!r}")

@@ -62,7 +62,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPr
 
 
 def test_runtime_not_implemented(tmp_path: Path) -> None:
-    for rt in ("process", "oci"):
+    for rt in ("oci",):
         p = subprocess.run([sys.executable, "-m", "pyk8s.cli.main", "agent", "--server",
                             "https://127.0.0.1:1", "--token", "x", "--data-dir",
                             str(tmp_path), "--runtime", rt], capture_output=True, text=True,

@@ -92,7 +92,8 @@ def test_ipam() -> None:
 
 def test_runtimes() -> None:
     assert make_runtime("fake").version() == "fake://0.1"
-    for name in ("process", "oci"):
+    assert make_runtime("process").version() == "process://0.1"
+    for name in ("oci",):
         with pytest.raises(NotImplementedRuntime, match="not implemented yet"):
             make_runtime(name)
 
