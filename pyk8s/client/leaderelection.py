@@ -316,5 +316,37 @@ class LeaderElector:
             raise
 
 
-__all__ = ["LeaderElector", "LeaderElectionConfig", "LeaderElectionRecord", "LeaseLock",
+
+async def run_while_leading(component: str, work: Callable[[], Awaitable[None]],
+                            stop: asyncio.Event, le_client: Any,
+                            config: LeaderElectionConfig | None) -> None:
+    """Run `work` until `stop` is set: at once when `config` is None, otherwise only while
+    holding the Lease, standing again (after a retry period) whenever it is lost."""
+    loop = asyncio.get_running_loop()
+    stopping = loop.create_task(stop.wait())
+    try:
+        if config is None:
+            task = loop.create_task(work(), name=component)
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return
+        log.info("%s: leader election as %s", component, config.identity)
+        while not stop.is_set():
+            elector = LeaderElector(
+                le_client, config, on_started_leading=work,
+                on_stopped_leading=lambda: log.info("%s: stopped leading", component),
+                on_new_leader=lambda who: log.info("%s: new leader %s", component, who))
+            election = loop.create_task(elector.run(), name=f"{component} leader election")
+            await asyncio.wait({election, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not election.done():
+                election.cancel()
+            await asyncio.gather(election, return_exceptions=True)
+            if not stop.is_set():
+                log.warning("%s: lost the lease; standing again", component)
+                await asyncio.sleep(config.retry_period)
+    finally:
+        stopping.cancel()
+
+__all__ = ["run_while_leading", "LeaderElector", "LeaderElectionConfig", "LeaderElectionRecord", "LeaseLock",
            "micro_time", "default_identity"]

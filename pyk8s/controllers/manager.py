@@ -16,7 +16,7 @@ from typing import Awaitable, Callable
 
 from pyk8s.client.events import EventBroadcaster
 from pyk8s.client.informer import SharedInformerFactory
-from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector, default_identity
+from pyk8s.client.leaderelection import LeaderElectionConfig, run_while_leading, default_identity
 from pyk8s.client.rest import RESTClient
 from pyk8s.controllers.deployment import DeploymentController
 from pyk8s.controllers.endpoints import EndpointsController
@@ -166,35 +166,14 @@ async def run_controllers(kubeconfig_path: str, stop: asyncio.Event,
     le_client = RESTClient.from_kubeconfig(kubeconfig_path,
                                            user_agent="pyk8s-controller-manager/leader-election",
                                            timeout=o.renew_deadline)
-    loop = asyncio.get_running_loop()
-    stopping = loop.create_task(stop.wait())
+    config = LeaderElectionConfig(
+        lock_namespace=o.lock_namespace, lock_name=o.lock_name, identity=o.identity,
+        lease_duration=o.lease_duration, renew_deadline=o.renew_deadline,
+        retry_period=o.retry_period) if o.leader_elect else None
     try:
-        if not o.leader_elect:
-            work = loop.create_task(run_all(client, o), name="controllers")
-            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            return
-        config = LeaderElectionConfig(
-            lock_namespace=o.lock_namespace, lock_name=o.lock_name, identity=o.identity,
-            lease_duration=o.lease_duration, renew_deadline=o.renew_deadline,
-            retry_period=o.retry_period)
-        log.info("controller manager: leader election as %s", o.identity)
-        while not stop.is_set():
-            elector = LeaderElector(
-                le_client, config, on_started_leading=lambda: run_all(client, o),
-                on_stopped_leading=lambda: log.info("controller manager: stopped leading"),
-                on_new_leader=lambda who: log.info("controller manager: new leader %s", who))
-            election = loop.create_task(elector.run(), name="leader election")
-            await asyncio.wait({election, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not election.done():
-                election.cancel()
-            await asyncio.gather(election, return_exceptions=True)
-            if not stop.is_set():
-                log.warning("controller manager: lost the lease; standing again")
-                await asyncio.sleep(o.retry_period)
+        await run_while_leading("controller manager", lambda: run_all(client, o), stop,
+                                le_client, config)
     finally:
-        stopping.cancel()
         await client.close()
         await le_client.close()
         log.info("controller manager: stopped")

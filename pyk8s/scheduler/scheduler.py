@@ -17,7 +17,7 @@ from typing import Any
 
 from pyk8s.client.events import EventBroadcaster, EventRecorder
 from pyk8s.client.informer import SharedInformerFactory
-from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector, default_identity
+from pyk8s.client.leaderelection import LeaderElectionConfig, run_while_leading, default_identity
 from pyk8s.client.rest import ApiError, Conflict, NotFound, RESTClient
 from pyk8s.scheduler.cache import Cache
 from pyk8s.scheduler.config import SchedulerConfig, load_config
@@ -336,35 +336,14 @@ async def run_scheduler(kubeconfig_path: str, stop: asyncio.Event,
     le_client = RESTClient.from_kubeconfig(kubeconfig_path,
                                            user_agent="pyk8s-scheduler/leader-election",
                                            timeout=o.renew_deadline)
-    loop = asyncio.get_running_loop()
-    stopping = loop.create_task(stop.wait())
+    le = LeaderElectionConfig(
+        lock_namespace=o.lock_namespace, lock_name=o.lock_name, identity=o.identity,
+        lease_duration=o.lease_duration, renew_deadline=o.renew_deadline,
+        retry_period=o.retry_period) if o.leader_elect else None
     try:
-        if not o.leader_elect:
-            work = loop.create_task(run_scheduler_once(client, config), name="scheduler")
-            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            return
-        le = LeaderElectionConfig(
-            lock_namespace=o.lock_namespace, lock_name=o.lock_name, identity=o.identity,
-            lease_duration=o.lease_duration, renew_deadline=o.renew_deadline,
-            retry_period=o.retry_period)
-        log.info("scheduler: leader election as %s", o.identity)
-        while not stop.is_set():
-            elector = LeaderElector(
-                le_client, le, on_started_leading=lambda: run_scheduler_once(client, config),
-                on_stopped_leading=lambda: log.info("scheduler: stopped leading"),
-                on_new_leader=lambda who: log.info("scheduler: new leader %s", who))
-            election = loop.create_task(elector.run(), name="scheduler leader election")
-            await asyncio.wait({election, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not election.done():
-                election.cancel()
-            await asyncio.gather(election, return_exceptions=True)
-            if not stop.is_set():
-                log.warning("scheduler: lost the lease; standing again")
-                await asyncio.sleep(o.retry_period)
+        await run_while_leading("scheduler", lambda: run_scheduler_once(client, config), stop,
+                                le_client, le)
     finally:
-        stopping.cancel()
         await client.close()
         await le_client.close()
         log.info("scheduler: stopped")
