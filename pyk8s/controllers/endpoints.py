@@ -401,7 +401,32 @@ class _Handlers:
         self.on_delete = on_delete or (lambda o: None)
 
 
-class EndpointsController:
+class ServicePodHandlers:
+    """Pod and Service event handlers shared by the Endpoints and EndpointSlice controllers:
+    both enqueue the Services whose selection a pod change can affect."""
+
+    queue: WorkQueue[str]
+    svc_informer: Any
+
+    def enqueue_service(self, svc: Obj) -> None:
+        self.queue.add(object_key(svc))
+
+    def _services(self, pod: Obj) -> list[Obj]:
+        return self.svc_informer.store.list_namespace(_md(pod).get("namespace") or "")
+
+    def add_pod(self, pod: Obj) -> None:
+        for svc in services_for_pod(self._services(pod), pod):
+            self.enqueue_service(svc)
+
+    def update_pod(self, old: Obj, new: Obj) -> None:
+        for svc in services_to_update_on_pod_change(self._services(new), old, new):
+            self.enqueue_service(svc)
+
+    def delete_pod(self, pod: Obj) -> None:
+        self.add_pod(pod)
+
+
+class EndpointsController(ServicePodHandlers):
     def __init__(self, client: Any, factory: SharedInformerFactory, recorder: EventRecorder,
                  *, workers: int = 5) -> None:
         self.client = client
@@ -435,22 +460,6 @@ class EndpointsController:
             self.ep_informer.remove_event_handler(self._ep_handler)
 
     # -- handlers -------------------------------------------------------------------------
-    def enqueue_service(self, svc: Obj) -> None:
-        self.queue.add(object_key(svc))
-
-    def _services(self, pod: Obj) -> list[Obj]:
-        return self.svc_informer.store.list_namespace(_md(pod).get("namespace") or "")
-
-    def add_pod(self, pod: Obj) -> None:
-        for svc in services_for_pod(self._services(pod), pod):
-            self.enqueue_service(svc)
-
-    def update_pod(self, old: Obj, new: Obj) -> None:
-        for svc in services_to_update_on_pod_change(self._services(new), old, new):
-            self.enqueue_service(svc)
-
-    def delete_pod(self, pod: Obj) -> None:
-        self.add_pod(pod)
 
     def delete_endpoints(self, ep: Obj) -> None:
         # Re-create the Endpoints of a Service that still exists.

@@ -31,16 +31,14 @@ from typing import Any, Callable, Iterable
 
 from pyk8s.api.selectors import label_selector_from_set
 from pyk8s.client.events import WARNING, EventRecorder
-from pyk8s.client.informer import (LABEL_INDEX, SharedInformerFactory, index_by_label,
-                                   object_key, split_key)
+from pyk8s.client.informer import LABEL_INDEX, SharedInformerFactory, index_by_label, split_key
 from pyk8s.client.rest import ApiError, NotFound, resource_path
 from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.controllers.controller_utils import NAMESPACE_TERMINATING_CAUSE, is_pod_ready
-from pyk8s.controllers.endpoints import (CLUSTER_IP_NONE, HEADLESS_LABEL, _is_ipv6, find_port,
-                                         is_service_ip_set, pod_ips, service_selector,
-                                         services_for_pod, services_to_update_on_pod_change,
-                                         should_pod_be_in_endpoints, should_set_hostname,
-                                         target_ref)
+from pyk8s.controllers.endpoints import (CLUSTER_IP_NONE, HEADLESS_LABEL, ServicePodHandlers,
+                                         _Handlers, _is_ipv6, find_port, is_service_ip_set,
+                                         pod_ips, service_selector, should_pod_be_in_endpoints,
+                                         should_set_hostname, target_ref)
 
 log = logging.getLogger("pyk8s.controllers.endpointslice")
 
@@ -425,16 +423,7 @@ def reconcile_address_type(svc: Obj, pods: list[Obj], existing: list[Obj], addre
     return plan, errors
 
 
-class _Handlers:
-    def __init__(self, on_add: Callable[[Obj], None] | None = None,
-                 on_update: Callable[[Obj, Obj], None] | None = None,
-                 on_delete: Callable[[Obj], None] | None = None) -> None:
-        self.on_add = on_add or (lambda o: None)
-        self.on_update = on_update or (lambda o, n: None)
-        self.on_delete = on_delete or (lambda o: None)
-
-
-class EndpointSliceController:
+class EndpointSliceController(ServicePodHandlers):
     def __init__(self, client: Any, factory: SharedInformerFactory, recorder: EventRecorder,
                  *, workers: int = 5, max_endpoints_per_slice: int = MAX_ENDPOINTS_PER_SLICE
                  ) -> None:
@@ -472,22 +461,6 @@ class EndpointSliceController:
             self.es_informer.remove_event_handler(self._es_handler)
 
     # -- handlers -------------------------------------------------------------------------
-    def enqueue_service(self, svc: Obj) -> None:
-        self.queue.add(object_key(svc))
-
-    def _services(self, pod: Obj) -> list[Obj]:
-        return self.svc_informer.store.list_namespace(_md(pod).get("namespace") or "")
-
-    def add_pod(self, pod: Obj) -> None:
-        for svc in services_for_pod(self._services(pod), pod):
-            self.enqueue_service(svc)
-
-    def update_pod(self, old: Obj, new: Obj) -> None:
-        for svc in services_to_update_on_pod_change(self._services(new), old, new):
-            self.enqueue_service(svc)
-
-    def delete_pod(self, pod: Obj) -> None:
-        self.add_pod(pod)
 
     @staticmethod
     def managed(es: Obj) -> bool:
