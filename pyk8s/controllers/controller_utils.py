@@ -37,6 +37,22 @@ Obj = dict[str, Any]
 EXPECTATIONS_TIMEOUT = 5 * 60.0
 SLOW_START_INITIAL_BATCH_SIZE = 1
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+
+
+async def sync_or_drop(sync: Callable[[str], Awaitable[None]], queue: Any, key: str,
+                       component: str, what: str, max_retries: int) -> None:
+    """upstream's handleErr: run `sync(key)`; an error in a terminating namespace is not
+    retried, and a key that failed `max_retries` times is dropped (until its next event);
+    any other error propagates so the worker requeues the key with backoff."""
+    try:
+        await sync(key)
+    except Exception as e:
+        if isinstance(e, ApiError) and e.has_cause(NAMESPACE_TERMINATING_CAUSE):
+            return
+        if queue.num_requeues(key) >= max_retries:
+            log.info("%s: dropping %s %s out of the queue: %s", component, what, key, e)
+            return
+        raise
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 

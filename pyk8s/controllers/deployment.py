@@ -42,7 +42,7 @@ from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.controllers import deployment_util as du
 from pyk8s.controllers.controller_utils import (NAMESPACE_TERMINATING_CAUSE,
                                                 ControllerRefManager, new_controller_ref,
-                                                recheck_deletion_timestamp)
+                                                recheck_deletion_timestamp, sync_or_drop)
 
 log = logging.getLogger("pyk8s.controllers.deployment")
 
@@ -178,22 +178,7 @@ class DeploymentController:
             self.pod_informer.remove_event_handler(self._pod_handler)
 
     async def _sync_with_retries(self, key: str) -> None:
-        """upstream's handleErr: a terminating namespace is not retried, and a key that
-        failed MAX_RETRIES times is dropped (until its next event)."""
-        try:
-            await self.sync(key)
-        except ApiError as e:
-            if e.has_cause(NAMESPACE_TERMINATING_CAUSE):
-                return
-            if self.queue.num_requeues(key) >= MAX_RETRIES:
-                log.info("%s: dropping deployment %s out of the queue: %s", COMPONENT, key, e)
-                return
-            raise
-        except Exception as e:
-            if self.queue.num_requeues(key) >= MAX_RETRIES:
-                log.info("%s: dropping deployment %s out of the queue: %s", COMPONENT, key, e)
-                return
-            raise
+        await sync_or_drop(self.sync, self.queue, key, COMPONENT, "deployment", MAX_RETRIES)
 
     # -- event handlers -------------------------------------------------------------------
     def enqueue(self, d: Obj) -> None:

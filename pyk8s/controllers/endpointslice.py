@@ -34,7 +34,8 @@ from pyk8s.client.events import WARNING, EventRecorder
 from pyk8s.client.informer import LABEL_INDEX, SharedInformerFactory, index_by_label, split_key
 from pyk8s.client.rest import ApiError, NotFound, resource_path
 from pyk8s.client.workqueue import WorkQueue, run_workers
-from pyk8s.controllers.controller_utils import NAMESPACE_TERMINATING_CAUSE, is_pod_ready
+from pyk8s.controllers.controller_utils import (NAMESPACE_TERMINATING_CAUSE, is_pod_ready,
+                                                sync_or_drop)
 from pyk8s.controllers.endpoints import (CLUSTER_IP_NONE, HEADLESS_LABEL, ServicePodHandlers,
                                          _Handlers, _is_ipv6, find_port, is_service_ip_set,
                                          pod_ips, service_selector, should_pod_be_in_endpoints,
@@ -496,20 +497,7 @@ class EndpointSliceController(ServicePodHandlers):
 
     # -- sync -----------------------------------------------------------------------------
     async def _sync(self, key: str) -> None:
-        try:
-            await self.sync(key)
-        except ApiError as e:
-            if e.has_cause(NAMESPACE_TERMINATING_CAUSE):
-                return
-            if self.queue.num_requeues(key) >= MAX_RETRIES:
-                log.info("%s: dropping service %s out of the queue: %s", COMPONENT, key, e)
-                return
-            raise
-        except Exception as e:
-            if self.queue.num_requeues(key) >= MAX_RETRIES:
-                log.info("%s: dropping service %s out of the queue: %s", COMPONENT, key, e)
-                return
-            raise
+        await sync_or_drop(self.sync, self.queue, key, COMPONENT, "service", MAX_RETRIES)
 
     def slices_for_service(self, namespace: str, name: str) -> list[Obj]:
         return [es for es in self.es_informer.store.by_index(
