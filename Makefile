@@ -39,6 +39,8 @@ up: venv
 	@echo "Starting pyk8s (SQLite state in $(DATA_DIR)/). When it is listening:"
 	@echo "  export KUBECONFIG=$(abspath $(DATA_DIR))/kubeconfig.yaml"
 	@echo "  kubectl get namespaces"
+	@echo "  kubectl create deployment hello --image=busybox -- sleep 3600   # on the local node"
+	@echo "  kubectl get pods -o wide"
 	$(VENV)/bin/pyk8s up --data-dir $(DATA_DIR) --port $(PORT)
 
 # The REST suite runs once more on the etcd backend, alongside the main run (it mostly

@@ -119,7 +119,7 @@ class Cluster:
             self._spawn("controller-manager", "--kubeconfig", str(self.kubeconfig),
                         *self.controller_args)
         else:
-            self._spawn("up", *base, *self.controller_args)
+            self._spawn("up", *base, "--disable-agent", *self.controller_args)
         self._wait(lambda: "replicaset-controller: synced" in self._log(), timeout)
 
     def _log(self) -> str:

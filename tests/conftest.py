@@ -43,14 +43,18 @@ class ServerProcess:
     """A real `pyk8s server` in its own process, HTTPS with the admin token."""
 
     def __init__(self, data_dir: Path, storage: str = "sqlite", extra: list[str] | None = None,
-                 command: str = "server", ready_log: str | None = None) -> None:
+                 command: str = "server", ready_log: str | None = None,
+                 local_node: bool = False) -> None:
         """`command` is `server` (API server alone) or `up` (with the controllers);
-        `ready_log` is a log line to wait for besides /readyz."""
+        `ready_log` is a log line to wait for besides /readyz. `up` runs with
+        `--disable-agent` (tests bring their own nodes) unless `local_node`."""
         self.command = command
         self.ready_log = ready_log
         self.data_dir = data_dir
         self.storage = storage
-        self.extra = extra or []
+        self.extra = list(extra or [])
+        if command == "up" and not local_node and "--disable-agent" not in self.extra:
+            self.extra.append("--disable-agent")
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"

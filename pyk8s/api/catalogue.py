@@ -75,7 +75,8 @@ BUILTIN: tuple[ResourceInfo, ...] = (
     # core/v1
     _r("", "v1", "Namespace", "namespaces", namespaced=False, short=["ns"],
        sub=["status", "finalize"], verbs=_NS_VERBS),
-    _r("", "v1", "Pod", "pods", short=["po"], cats=["all"], sub=["status", "binding"]),
+    _r("", "v1", "Pod", "pods", short=["po"], cats=["all"],
+       sub=["status", "binding", "log", "exec", "attach", "portforward"]),
     _r("", "v1", "Service", "services", short=["svc"], cats=["all"], sub=["status"],
        verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     _r("", "v1", "Endpoints", "endpoints", short=["ep"]),

@@ -64,6 +64,8 @@ class APIServer:
         self.crds = CRDController(self)
         self.openapi = OpenAPIDocs(self.catalogue, schema_provider=self.crds.schema_for)
         self.resources = ResourceHandler(self)
+        from pyk8s.apiserver.podproxy import PodProxy
+        self.pod_proxy = PodProxy(self)
         self.admission = admission_chain(self)
         self.ready = False
         self._compactor: asyncio.Task[None] | None = None
@@ -174,6 +176,7 @@ class APIServer:
             self._compactor.cancel()
         await self.crds.stop()
         await close_admission(self.admission)
+        await self.pod_proxy.close()
         await self.cache.stop()
         await self.storage.close()
 

@@ -14,7 +14,13 @@ _SUBRESOURCE_VERBS = {
     "binding": ["create"],
     "finalize": ["update"],
     "token": ["create"],
+    "log": ["get"],
+    "exec": ["create", "get"],
+    "attach": ["create", "get"],
+    "portforward": ["create", "get"],
 }
+_SUB_KINDS = {"exec": "PodExecOptions", "attach": "PodAttachOptions",
+              "portforward": "PodPortForwardOptions", "proxy": "PodProxyOptions"}
 
 
 def _sub_kind(info: ResourceInfo, sub: str) -> tuple[str, str, str]:
@@ -24,6 +30,8 @@ def _sub_kind(info: ResourceInfo, sub: str) -> tuple[str, str, str]:
         return "", "v1", "Binding"
     if sub == "token":
         return "authentication.k8s.io", "v1", "TokenRequest"
+    if sub in _SUB_KINDS:
+        return "", "v1", _SUB_KINDS[sub]
     return info.group, info.version, info.kind
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from pyk8s.api import errors, meta, patch as patching, schemas
 from pyk8s.api.selectors import SelectorError, selector_dict_to_string
-from pyk8s.apiserver import negotiation as neg, reviews
+from pyk8s.apiserver import negotiation as neg, podproxy, reviews
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.responses import (list_response, object_response, json_response,
                                        success_status)
@@ -112,6 +112,8 @@ class ResourceHandler:
         if ri.name and not ri.name.strip():
             raise errors.NotFound("the server could not find the requested resource")
         m = request.method
+        if info.group == "" and info.plural == "pods" and sub in podproxy.STREAM_SUBRESOURCES:
+            return await self.server.pod_proxy.handle(request, store, ns, ri.name, sub)
         if sub == "scale":
             return await self.scale(request, store, ns, ri.name)
         if sub == "binding":

@@ -1,5 +1,5 @@
 """The `pyk8s` command: `server` (the API server alone), `up` (the all-in-one cluster: API
-server and controllers) and `controller-manager` (the controllers alone)."""
+server, controllers, scheduler and a local node's kubelet) and `controller-manager` (the controllers alone)."""
 from __future__ import annotations
 
 import argparse
@@ -193,8 +193,21 @@ async def run_server(args: argparse.Namespace) -> None:
             scheduler = asyncio.create_task(run_scheduler(
                 str(data_dir / "kubeconfig.yaml"), stop,
                 SchedulerOptions(identity=f"{socket.gethostname()}_pyk8s-up")), name="scheduler")
+    local_node: asyncio.Task[None] | None = None
+    if getattr(args, "command", None) == "up" and not getattr(args, "disable_agent", True):
+        from pyk8s.kubelet.agent import run_local_node
+        local_node = asyncio.create_task(run_local_node(
+            url, creds.node_token if creds else "", creds.ca_cert if creds else None,
+            data_dir / "agent", args.node_name, args.runtime, stop), name="local-node")
     await stop.wait()
     log.info("shutting down")
+    if local_node is not None:   # first: its containers stop before the API server does
+        try:
+            await asyncio.wait_for(local_node, 40.0)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("local node failed")
     if controllers is not None:
         try:
             await asyncio.wait_for(controllers, 10.0)
@@ -262,11 +275,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_server = sub.add_parser("server", help="run the API server")
     _add_server_args(p_server)
-    p_up = sub.add_parser("up", help="run the all-in-one cluster (API server and controllers)")
+    p_up = sub.add_parser("up", help="run the all-in-one cluster (API server, controllers, "
+                                     "scheduler and a local node)")
     _add_server_args(p_up)
     _add_controller_args(p_up)
     p_up.add_argument("--scheduler", type=_parse_bool_flag, nargs="?", const=True, default=True,
                       help="run the scheduler too (pyk8s scheduler's defaults)")
+    p_up.add_argument("--disable-agent", action="store_true",
+                      help="run no local node (k3s's flag); join nodes with `pyk8s agent`")
+    p_up.add_argument("--node-name", default=None, help="the local node's name (default: the "
+                                                         "host name)")
+    p_up.add_argument("--runtime", default=None, choices=["oci", "process", "fake"],
+                      help="the local node's runtime (default: oci when available, else "
+                           "process; oci: not implemented yet)")
     p_cm = sub.add_parser("controller-manager", help="run the controllers alone")
     p_cm.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
     p_cm.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
@@ -281,7 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     uvloop.install()
     if args.command == "up":
         kc = Path(args.data_dir).resolve() / "kubeconfig.yaml"
+        if not args.disable_agent:
+            from pyk8s.kubelet.agent import default_runtime
+            args.runtime = args.runtime or default_runtime()
+            if args.runtime == "oci":
+                parser.error("--runtime oci: not implemented yet (use process or fake)")
         print(f"pyk8s: starting; then use: export KUBECONFIG={kc}; kubectl get ns", flush=True)
+        if not args.disable_agent:
+            print("pyk8s: try: kubectl create deployment hello --image=busybox -- sleep 3600; "
+                  "kubectl get pods -o wide", flush=True)
     if args.command == "controller-manager":
         asyncio.run(run_controller_manager(args))
     elif args.command == "scheduler":

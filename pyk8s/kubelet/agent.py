@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -40,6 +41,13 @@ def add_agent_parser(sub: Any) -> None:
                         "not verified")
     p.add_argument("--data-dir", default=".pyk8s-agent", help="the agent's state")
     p.add_argument("--node-name", default=None, help="default: the host name")
+    p.add_argument("--count", type=int, default=1,
+                   help="run this many hollow nodes in this process (--runtime fake), named "
+                        "<node-name>-0 … <node-name>-(N-1), sharing one API client "
+                        "(upstream kubemark)")
+    p.add_argument("--startup-stagger", type=float, default=0.005,
+                   help="with --count: seconds between two hollow nodes' start-up, so "
+                        "registration does not stampede the API server")
     p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node")
     p.add_argument("--runtime", default="fake",
@@ -52,8 +60,19 @@ def add_agent_parser(sub: Any) -> None:
     p.add_argument("--fake-cpu", type=int, default=None, help="report this many CPUs")
     p.add_argument("--fake-memory", default=None, help="report this much memory (e.g. 8Gi)")
     p.add_argument("--max-pods", type=int, default=110)
+    p.add_argument("--pod-manifest-path", default="",
+                   help="a directory (or file) of static pod manifests the kubelet runs "
+                        "itself, shown in the API as mirror pods")
+    p.add_argument("--file-check-frequency", type=float, default=20.0,
+                   help="seconds between re-reads of --pod-manifest-path")
     p.add_argument("--node-status-update-frequency", type=float, default=10.0)
     p.add_argument("--node-status-report-frequency", type=float, default=300.0)
+    p.add_argument("--kubelet-port", type=int, default=10250,
+                   help="the kubelet's HTTPS port (logs, exec for the API server); 0: any "
+                        "free port; if taken, the agent runs without it")
+    p.add_argument("--volume-sync-period", type=float, default=60.0,
+                   help="pyk8s: seconds between refreshes of mounted ConfigMaps / Secrets / "
+                        "downward API files (upstream: the pod resync, ~60 s)")
     p.add_argument("--node-lease-renew-interval", type=float, default=10.0,
                    help="pyk8s: seconds between Lease renewals (upstream: a quarter of the "
                         "40 s lease duration)")
@@ -78,6 +97,10 @@ async def run_agent(args: argparse.Namespace) -> None:
         raise SystemExit("pyk8s agent: --token or --token-file is required")
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    if args.count < 1:
+        raise SystemExit("pyk8s agent: --count must be at least 1")
+    if args.count > 1 and args.runtime != "fake":
+        raise SystemExit("pyk8s agent: --count > 1 needs --runtime fake (hollow nodes)")
     try:
         runtime = make_runtime(args.runtime, str(data_dir))
     except NotImplementedRuntime as e:
@@ -99,15 +122,96 @@ async def run_agent(args: argparse.Namespace) -> None:
                           status_report_frequency=args.node_status_report_frequency,
                           lease_interval=args.node_lease_renew_interval,
                           backoff_initial=args.container_restart_backoff,
-                          backoff_max=args.container_restart_backoff_max)
+                          backoff_max=args.container_restart_backoff_max,
+                          pod_manifest_path=args.pod_manifest_path,
+                          file_check_frequency=args.file_check_frequency,
+                          data_dir=str(data_dir), volume_sync_period=args.volume_sync_period)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if args.count > 1:
+        # One shared client; its in-flight cap (watches aside) smooths start-up bursts.
+        async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}-hollow",
+                              max_inflight=64) as client:
+            await run_hollow_nodes(client, opts, args.count, args.startup_stagger, stop)
+        return
     async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}") as client:
         log.info("pyk8s agent: node %s, runtime %s, pod CIDR %s", name, runtime.version(),
                  opts.pod_cidr)
+        from pyk8s.kubelet.server import KubeletServer
+        kubelet = Kubelet(client, runtime, opts)
+        kserver = KubeletServer(kubelet, data_dir, args.kubelet_port)
+        node.kubelet_port = await kserver.start()
         try:
-            await Kubelet(client, runtime, opts).run(stop)
+            await kubelet.run(stop)
         finally:
+            await kserver.stop()
             await runtime.shutdown()   # no container process outlives the agent
+
+
+def hollow_node_names(base: str, count: int) -> list[str]:
+    return [base] if count == 1 else [f"{base}-{i}" for i in range(count)]
+
+
+async def run_hollow_nodes(client: RESTClient, base: KubeletOptions, count: int,
+                           stagger: float, stop: asyncio.Event) -> None:
+    """`count` kubelets on the fake runtime in this process (upstream kubemark's hollow
+    nodes): each its own Node, Lease and status loops and pod informer, one pod worker;
+    node i starts `i * stagger` seconds in, which also spreads their heartbeats."""
+    from pyk8s.kubelet.runtimes.fake import FakeRuntime
+    names = hollow_node_names(base.node.name, count)
+    log.info("pyk8s agent: %d hollow nodes %s … %s (runtime fake)", count, names[0], names[-1])
+
+    async def one(i: int, name: str) -> None:
+        if stagger > 0 and i:
+            try:
+                await asyncio.wait_for(stop.wait(), i * stagger)
+                return
+            except asyncio.TimeoutError:
+                pass
+        node = dataclasses.replace(base.node, name=name, labels=dict(base.node.labels))
+        opts = dataclasses.replace(base, node=node, pod_cidr=default_pod_cidr(name),
+                                   workers=1)
+        await Kubelet(client, FakeRuntime(), opts).run(stop)
+
+    results = await asyncio.gather(*(one(i, n) for i, n in enumerate(names)),
+                                   return_exceptions=True)
+    for name, r in zip(names, results):
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+            log.error("hollow node %s failed: %r", name, r)
+
+
+def default_runtime() -> str:
+    """`oci` when available, else `process`; the OCI runtime is not implemented yet."""
+    return "process"
+
+
+async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir: Path,
+                         node_name: str | None, runtime_name: str,
+                         stop: asyncio.Event) -> None:
+    """`pyk8s up`'s own node (as k3s server's embedded agent): a kubelet in the same
+    process, with the node token; its containers stop with it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = make_runtime(runtime_name, str(data_dir))
+    name = (node_name or socket.gethostname()).lower()
+    resources = NodeResources(cpu=os.cpu_count() or 1, memory_bytes=read_meminfo_bytes(),
+                              ephemeral_bytes=filesystem_bytes(str(data_dir)), pods=110)
+    ca = ca_file.read_bytes() if ca_file is not None else None
+    config = ClientConfig(server=server.rstrip("/"), token=token or None, ca_data=ca,
+                          insecure_skip_tls_verify=ca is None)
+    node = NodeConfig(name=name, node_ip="127.0.0.1", resources=resources,
+                      runtime_version=runtime.version())
+    opts = KubeletOptions(node=node, pod_cidr=default_pod_cidr(name), data_dir=str(data_dir))
+    async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}") as client:
+        log.info("local node %s, runtime %s", name, runtime.version())
+        from pyk8s.kubelet.server import KubeletServer
+        kubelet = Kubelet(client, runtime, opts)
+        # An ephemeral port (Node status reports it): several `up`s may share a host.
+        kserver = KubeletServer(kubelet, data_dir, 0, bind="127.0.0.1")
+        node.kubelet_port = await kserver.start()
+        try:
+            await kubelet.run(stop)
+        finally:
+            await kserver.stop()
+            await runtime.shutdown()   # no container process outlives `pyk8s up`

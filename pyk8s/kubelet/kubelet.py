@@ -6,21 +6,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from pyk8s.client.events import NORMAL, WARNING, EventBroadcaster, object_reference
 from pyk8s.client.informer import SharedInformer, handler_funcs, object_key, split_key
 from pyk8s.client.rest import AlreadyExists, Conflict, NotFound, RESTClient, resource_path
 from pyk8s.client.workqueue import WorkQueue, run_workers
+from pyk8s.kubelet.admission import admit, rejected_status
+from pyk8s.kubelet.envvars import (CachedGetter, ContainerConfigError, container_argv,
+                                   make_environment)
 from pyk8s.kubelet.lease import NodeLease
 from pyk8s.kubelet.node import (NODE_STATUS_REPORT_FREQUENCY, NODE_STATUS_UPDATE_FREQUENCY,
                                 NodeConfig, NodeHealth, build_node, build_node_status,
                                 now_rfc3339, should_post)
 from pyk8s.kubelet.podworkers import (Backoff, PodIPAM, build_pod_status,
                                       crash_loop_message, pod_status_changed)
-from pyk8s.kubelet.runtime import Runtime
+from pyk8s.kubelet.prober import ProbeManager
+from pyk8s.kubelet.prober.lifecycle import MINIMUM_GRACE_PERIOD, POST_START_TIMEOUT, hook_of, \
+    run_hook
+from pyk8s.kubelet.runtime import ContainerConfig, CreateContainerError, Runtime
+from pyk8s.kubelet.staticpods import (FILE_CHECK_FREQUENCY, FileSource, is_mirror_of,
+                                      is_mirror_pod, mirror_pod)
+from pyk8s.kubelet.volumes import VolumeError, VolumeManager
+from pyk8s.kubelet.volumes.manager import TokenCache
 
 log = logging.getLogger("pyk8s.kubelet")
 
@@ -38,6 +51,14 @@ class KubeletOptions:
     # Container restart back-off (upstream: 10 s doubling to 5 min).
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
+    # The agent's data dir (pod volumes live in <data_dir>/volumes; "": a temp dir) and how
+    # often mounted ConfigMaps / Secrets / downward API files are refreshed (upstream: on
+    # the pod resync, ~60 s, plus the object cache's TTL).
+    data_dir: str = ""
+    volume_sync_period: float = 60.0
+    # Static pods (upstream --pod-manifest-path, --file-check-frequency).
+    pod_manifest_path: str = ""
+    file_check_frequency: float = FILE_CHECK_FREQUENCY
 
 
 class Kubelet:
@@ -54,8 +75,26 @@ class Kubelet:
         self._node_status: Obj | None = None
         self._last_report: float | None = None
         self._uids: dict[str, str] = {}       # pod key -> uid the runtime runs
+        self._node: Obj = {}                  # the Node as last read or written
+        self.static: dict[str, Obj] = {}      # static pods by key (they run, not the mirror)
+        self.file_source = (FileSource(options.pod_manifest_path, self.name)
+                            if options.pod_manifest_path else None)
+        self._refs: dict[str, Obj] = {}       # uid -> the pod, for events
+        self.events = EventBroadcaster(client)
+        self.recorder = self.events.new_recorder("kubelet", host=self.name)
         self.backoff = Backoff(options.backoff_initial, options.backoff_max)
+        # ConfigMaps / Secrets for env (envvars.py) and volumes, pod volumes (volumes/).
+        self.objects = CachedGetter(client, ttl=min(1.0, options.volume_sync_period))
+        self.tokens = TokenCache(client)
+        self.volumes = VolumeManager(
+            os.path.join(options.data_dir or os.path.join(tempfile.gettempdir(),
+                                                          f"pyk8s-agent-{self.name}"),
+                         "volumes"),
+            self.objects, self.tokens, allocatable=options.node.resources.allocatable())
         runtime.on_exit = self._container_exited
+        # Probe results that change re-sync the pod (ready / started, liveness kills).
+        self.probes = ProbeManager(runtime, on_change=self._container_exited)
+        self.probes.on_failure = self._probe_failed
         self.queue: WorkQueue[str] = WorkQueue(name="kubelet-pods")
         self.pods = SharedInformer(client, resource_path("", "v1", "pods"),
                                    params={"fieldSelector": f"spec.nodeName={self.name}"},
@@ -79,9 +118,20 @@ class Kubelet:
                                            patch)
             log.info("node %s already registered; adopting it", self.name)
         self.node_uid = node["metadata"]["uid"]
+        self._node = node
         self._node_status = node.get("status") or {}
         await self.sync_node_status(force=True)
+        self._node_events()
         return node
+
+    def _node_events(self) -> None:
+        """Upstream's `Starting` and the healthy conditions' events at start."""
+        ref = {"kind": "Node", "name": self.name, "uid": self.name, "apiVersion": "v1"}
+        self.recorder.event({}, NORMAL, "Starting", "Starting kubelet.", ref=ref)
+        for reason in ("NodeHasSufficientMemory", "NodeHasNoDiskPressure",
+                       "NodeHasSufficientPID"):
+            self.recorder.event({}, NORMAL, reason,
+                                f"Node {self.name} status is now: {reason}", ref=ref)
 
     async def sync_node_status(self, force: bool = False) -> bool:
         desired = build_node_status(self.o.node, self._node_status, self.health, now_rfc3339(),
@@ -94,6 +144,8 @@ class Kubelet:
             resource_path("", "v1", "nodes", name=self.name, subresource="status"),
             {"status": desired})
         self._node_status = out.get("status") or desired
+        if out.get("metadata"):
+            self._node = out
         self._last_report = mono
         return True
 
@@ -111,7 +163,7 @@ class Kubelet:
 
     # -- pods -----------------------------------------------------------------------------
     async def sync_pod(self, key: str) -> None:
-        pod = self.pods.store.get(key)
+        pod, mirror = await self._pod_for(key)
         old_uid = self._uids.get(key)
         if pod is None or (old_uid and pod["metadata"]["uid"] != old_uid):
             if old_uid:  # gone from the API (or replaced by a namesake): stop what runs
@@ -126,25 +178,180 @@ class Kubelet:
             return
         if st.get("phase") in ("Succeeded", "Failed"):
             return
-        pod_ip = self.ipam.allocate(uid) if not (pod.get("spec") or {}).get(
-            "hostNetwork") else self.o.node.node_ip
+        if key not in self._uids and not await self._admit(key, pod, mirror):
+            return
+        pod_ip = self.ipam.allocate(uid) if not (
+            (pod.get("spec") or {}).get("hostNetwork") or self.runtime.host_network) \
+            else self.o.node.node_ip
         if key not in self._uids:
             self.runtime.set_pod(pod, pod_ip)
             self._uids[key] = uid
+            self._refs[uid] = pod
             log.info("starting pod %s (%s)", key, uid)
         waiting, retry = await self._sync_containers(pod)
-        status = build_pod_status(pod, self.runtime.pod_containers(uid), pod_ip,
-                                  self.o.node.node_ip, now_rfc3339(), waiting)
+        self.probes.add_pod(pod, pod_ip)
+        status = build_pod_status(
+            pod, self.runtime.pod_containers(uid), pod_ip, self.o.node.node_ip,
+            now_rfc3339(), waiting,
+            probes=lambda phase, sts: self.probes.update_pod_status(uid, phase, sts))
         if retry is not None and status["phase"] not in ("Succeeded", "Failed"):
             self.queue.add_after(key, retry)
-        if pod_status_changed(st, status):
-            ns, name = split_key(key)
+        await self._post_status(key, pod, mirror, status)
+
+    async def _post_status(self, key: str, pod: Obj, mirror: Obj | None, status: Obj) -> None:
+        """PATCH pods/status when it changed; a static pod keeps its status itself and
+        posts it to its mirror pod (upstream's status manager does the same)."""
+        target: Obj | None = pod
+        if self.static.get(key) is pod:
+            pod["status"] = status
+            target = mirror
+        if target is None or not pod_status_changed(target.get("status"), status):
+            return
+        ns, name = split_key(key)
+        try:
+            await self.client.patch(resource_path("", "v1", "pods", ns, name, "status"),
+                                    {"status": status})
+        except NotFound:
+            pass
+
+    # -- static pods and their mirror pods ------------------------------------------------
+    async def _pod_for(self, key: str) -> tuple[Obj | None, Obj | None]:
+        """The pod the kubelet runs under `key` — the static pod if there is one (the API
+        object is then its mirror pod), else the API pod — and that mirror pod. Mirror
+        pods are never run; an orphaned or outdated one is deleted, a missing one created
+        (after a deletion, when the informer has seen it go)."""
+        api = self.pods.store.get(key)
+        static = self.static.get(key)
+        if static is None:
+            if is_mirror_pod(api):      # its static pod is gone
+                await self._delete_mirror_pod(api)
+                return None, None
+            return api, None
+        if api is not None and not is_mirror_pod(api):
+            log.warning("static pod %s: a pod of the same name exists in the API; no mirror "
+                        "pod", key)
+            return static, None
+        if api is not None and ((api.get("metadata") or {}).get("deletionTimestamp")
+                                or not is_mirror_of(api, static)):
+            await self._delete_mirror_pod(api)
+            return static, None
+        if api is None and self.node_uid:
+            ns, _ = split_key(key)
             try:
-                await self.client.patch(
-                    resource_path("", "v1", "pods", ns, name, "status"),
-                    {"status": status})
-            except NotFound:
+                api = await self.client.create(resource_path("", "v1", "pods", ns),
+                                               mirror_pod(static, self.name, self.node_uid))
+                log.info("created mirror pod %s", key)
+            except AlreadyExists:
+                api = None              # the informer will bring it
+            except Exception as e:
+                log.warning("creating mirror pod %s: %s", key, e)
+                api = None
+        return static, api
+
+    async def _delete_mirror_pod(self, mirror: Obj) -> None:
+        md = mirror["metadata"]
+        try:
+            await self.client.delete(resource_path("", "v1", "pods", md["namespace"],
+                                                   md["name"]),
+                                     {"gracePeriodSeconds": 0,
+                                      "preconditions": {"uid": md["uid"]}})
+            log.info("deleted mirror pod %s/%s", md["namespace"], md["name"])
+        except (NotFound, Conflict):
+            pass
+
+    def rescan_static_pods(self) -> None:
+        """Re-read the manifests; sync the static pods that came, went or changed."""
+        if self.file_source is None:
+            return
+        new = self.file_source.scan()
+        for key in set(self.static) | set(new):
+            old, cur = self.static.get(key), new.get(key)
+            if old is not None and cur is not None and \
+                    old["metadata"]["uid"] == cur["metadata"]["uid"]:
+                new[key] = old          # unchanged: keep the pod (and its status)
+            else:
+                self.queue.add(key)
+        self.static = new
+
+    async def _static_pods_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.o.file_check_frequency)
+                return
+            except asyncio.TimeoutError:
                 pass
+            try:
+                self.rescan_static_pods()
+            except Exception:
+                log.exception("reading static pod manifests")
+
+    # -- admission and events -------------------------------------------------------------
+    async def _admit(self, key: str, pod: Obj, mirror: Obj | None) -> bool:
+        """Upstream's predicate admit handler, for a pod about to start (decided before
+        any await, so that pods admitted concurrently see each other)."""
+        if not self._node:
+            return True
+        others = []
+        for k in self._uids:
+            o = self.static.get(k) or self.pods.store.get(k)
+            if o is not None and k != key and \
+                    (o.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                others.append(o)
+        result = admit(pod, self._node or {"metadata": {"name": self.name}}, others)
+        if result.admit:
+            return True
+        log.info("rejected pod %s: %s: %s", key, result.reason, result.message)
+        self.recorder.event(pod, WARNING, result.reason, result.message,
+                            ref=self._ref(pod))
+        await self._post_status(key, pod, mirror, rejected_status(pod, result))
+        return False
+
+    @staticmethod
+    def _ref(pod: Obj, container: str = "", init: bool = False) -> Obj:
+        fp = f"spec.{'initContainers' if init else 'containers'}{{{container}}}" \
+            if container else ""
+        return object_reference({**pod, "kind": "Pod", "apiVersion": "v1"}, field_path=fp)
+
+    def _event(self, pod: Obj | None, container: str, init: bool, type_: str, reason: str,
+               message: str) -> None:
+        if pod is not None:
+            self.recorder.event(pod, type_, reason, message,
+                                ref=self._ref(pod, container, init))
+
+    async def _container_config(self, pod: Obj, ctr: Obj) -> ContainerConfig:
+        """Upstream's generateContainerConfig: env (envvars.py), argv `$(VAR)`-expanded,
+        the volume mounts (the pod's volumes are set up on the first container)."""
+        uid = pod["metadata"]["uid"]
+        pod_ip = self.ipam.get(uid) or self.o.node.node_ip
+        host_ip = self.o.node.node_ip
+        if (pod.get("spec") or {}).get("volumes") and uid not in self.volumes.pods():
+            await self.volumes.setup(pod, pod_ip, host_ip)
+        env = await make_environment(pod, ctr, self.objects, pod_ip, host_ip,
+                                     self.o.node.resources.allocatable())
+        mounts = self.volumes.mounts(pod, ctr) if ctr.get("volumeMounts") else []
+        return ContainerConfig(argv=container_argv(ctr, dict(env)), env=env,
+                               working_dir=ctr.get("workingDir") or "", mounts=mounts,
+                               stage_dir=str(self.volumes.stage_dir(uid)))
+
+    async def _volume_sync_loop(self, stop: asyncio.Event) -> None:
+        """Refresh mounted ConfigMaps / Secrets / downward API files of running pods."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.o.volume_sync_period)
+                return
+            except asyncio.TimeoutError:
+                pass
+            for key, uid in list(self._uids.items()):
+                if uid not in self.volumes.pods():
+                    continue
+                pod = self.pods.store.get(key) or self.static.get(key)
+                if pod is None or pod["metadata"].get("uid") != uid:
+                    continue
+                try:
+                    await self.volumes.refresh(pod, self.ipam.get(uid) or self.o.node.node_ip,
+                                               self.o.node.node_ip)
+                except Exception as e:   # pragma: no cover - logged, next round retries
+                    log.warning("refreshing volumes of pod %s: %s", key, e)
 
     def _container_exited(self, uid: str) -> None:
         for key, u in list(self._uids.items()):
@@ -171,9 +378,36 @@ class Kubelet:
             return found
 
         async def start(ctr: Obj, init: bool) -> Any:
-            cid = await self.runtime.create_container(uid, ctr, init=init)
+            nonlocal retry
+            name = ctr["name"]
+            self._event(pod, name, init, NORMAL, "Pulled",
+                        f'Container image "{ctr.get("image", "")}" already present on machine')
+            try:
+                config = await self._container_config(pod, ctr)
+                cid = await self.runtime.create_container(uid, ctr, init=init, config=config)
+            except (ContainerConfigError, CreateContainerError, VolumeError) as e:
+                # Upstream: the container waits (CreateContainerConfigError, ...) and the
+                # pod worker tries again.
+                reason = getattr(e, "reason", "ContainerCreating")
+                waiting[name] = (reason, str(e))
+                self._event(pod, name, init, WARNING,
+                            "FailedMount" if isinstance(e, VolumeError) else "Failed",
+                            str(e) if isinstance(e, VolumeError) else f"Error: {e}")
+                again = min(self.o.backoff_initial, 2.0)
+                retry = again if retry is None else min(retry, again)
+                return None
+            self._event(pod, name, init, NORMAL, "Created", f"Created container {name}")
             await self.runtime.start_container(cid)
-            return latest(init, ctr["name"])
+            c = latest(init, name)
+            if c is not None and c.reason == "StartError":
+                self._event(pod, name, init, WARNING, "Failed",
+                            f'Error: failed to start container "{name}"')
+            else:
+                self._event(pod, name, init, NORMAL, "Started", f"Started container {name}")
+                if not init and c is not None and c.state == "running" and \
+                        hook_of(pod, name, "postStart"):
+                    await self._post_start(pod, c)
+            return c
 
         def backed_off(c: Any) -> bool:
             nonlocal retry
@@ -182,6 +416,9 @@ class Kubelet:
             if self.backoff.in_backoff_since(key, c.finished_time, now):
                 b = self.backoff.get(key)
                 waiting[c.name] = ("CrashLoopBackOff", crash_loop_message(b, c.name, pod))
+                self._event(pod, c.name, c.init, WARNING, "BackOff",
+                            f"Back-off restarting failed container {c.name} in pod "
+                            f"{md.get('name')}_{md.get('namespace')}({uid})")
                 left = max(c.finished_time + b - now, 0.05)
                 retry = left if retry is None else min(retry, left)
                 return True
@@ -205,6 +442,12 @@ class Kubelet:
             if c is None:
                 await start(ctr, False)
                 continue
+            kill = self.probes.kill_reason(uid, c, pod)
+            if kill is not None:   # failed its liveness / startup probe: kill, restart
+                log.info("pod %s/%s: %s", md.get("namespace"), md.get("name"), kill[0])
+                self._event(pod, c.name, False, NORMAL, "Killing", kill[0])
+                await self._stop_container(pod, c, kill[1])
+                c = latest(False, ctr["name"])
             if c.state != "exited":
                 continue
             if policy == "Always" or (policy == "OnFailure" and c.exit_code != 0):
@@ -212,11 +455,60 @@ class Kubelet:
                     await start(ctr, False)
         return waiting, retry
 
+    # -- probes and lifecycle hooks (prober/) -----------------------------------------------
+    def _probe_failed(self, uid: str, container: str, kind: str, output: str) -> None:
+        self._event(self._refs.get(uid), container, False, WARNING, "Unhealthy",
+                    f"{kind.capitalize()} probe failed: {output}")
+
+    async def _post_start(self, pod: Obj, c: Any) -> None:
+        """Run the container's postStart hook; on failure kill it (FailedPostStartHook),
+        the restart policy then applies, as upstream."""
+        uid = pod["metadata"]["uid"]
+        hook = hook_of(pod, c.name, "postStart")
+        if hook is None:
+            return
+        err = await run_hook(self.runtime, pod, c.name, c.container_id, hook,
+                             self.ipam.get(uid) or self.o.node.node_ip, POST_START_TIMEOUT)
+        if err is None:
+            return
+        log.info("pod %s: %s", uid, err)
+        self._event(pod, c.name, False, WARNING, "FailedPostStartHook", err)
+        grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+        await self.runtime.kill_container(c.container_id.split("://", 1)[-1],
+                                          30.0 if grace is None else float(grace))
+
+    async def _stop_container(self, pod: Obj | None, c: Any, grace: float) -> None:
+        """Upstream killContainer: the preStop hook (if any, and grace > 0) within the grace
+        period, then SIGTERM with what is left (at least 2 s), SIGKILL after it."""
+        cid = c.container_id.split("://", 1)[-1]
+        hook = hook_of(pod, c.name, "preStop") if not c.init else None
+        if pod is not None and hook is not None and grace > 0 and c.state == "running":
+            uid = pod["metadata"]["uid"]
+            t0 = time.monotonic()
+            try:
+                err = await asyncio.wait_for(run_hook(
+                    self.runtime, pod, c.name, c.container_id, hook,
+                    self.ipam.get(uid) or self.o.node.node_ip, grace), grace)
+            except asyncio.TimeoutError:
+                err = None   # upstream: the hook ran out the grace period
+            if err is not None:
+                log.info("pod %s: %s", uid, err)
+                self._event(pod, c.name, False, WARNING, "FailedPreStopHook", err)
+            grace = max(grace - (time.monotonic() - t0), MINIMUM_GRACE_PERIOD)
+        await self.runtime.kill_container(cid, grace)
+
     async def _kill_pod(self, uid: str, grace: float) -> None:
-        await asyncio.gather(*(
-            self.runtime.kill_container(c.container_id.split("://", 1)[-1], grace)
-            for c in self.runtime.pod_containers(uid)))
+        ref = self._refs.pop(uid, None)
+        for c in self.runtime.pod_containers(uid):
+            if c.state != "exited":
+                self._event(ref, c.name, c.init, NORMAL, "Killing",
+                            f"Stopping container {c.name}")
+        self.probes.remove_pod(uid)
+        await asyncio.gather(*(self._stop_container(ref, c, grace)
+                               for c in self.runtime.pod_containers(uid)))
         await self.runtime.remove_pod(uid)
+        self.volumes.teardown(uid)
+        self.tokens.forget(uid)
         self.backoff.forget(f"{uid}/")
         self.ipam.release(uid)
 
@@ -252,10 +544,14 @@ class Kubelet:
         if stop.is_set():
             return
         lease = NodeLease(self.client, self.name, self.node_uid, self.o.lease_interval)
+        self.events.start()
+        self.rescan_static_pods()
         tasks = [asyncio.create_task(lease.run(stop), name="node-lease"),
+                 asyncio.create_task(self._static_pods_loop(stop), name="static-pods"),
                  asyncio.create_task(self._node_status_loop(stop), name="node-status"),
                  asyncio.create_task(run_workers(self.queue, self.sync_pod, self.o.workers,
                                                  name="kubelet-pods"), name="pod-workers")]
+        tasks.append(asyncio.create_task(self._volume_sync_loop(stop), name="volume-sync"))
         self.pods.start()
         try:
             await stop.wait()
@@ -265,3 +561,5 @@ class Kubelet:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.probes.shutdown()
+            await self.events.shutdown()

@@ -8,7 +8,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from pyk8s.client.rest import NotFound, RESTClient
+from pyk8s.client.rest import Conflict, NotFound, RESTClient
 
 log = logging.getLogger("pyk8s.kubelet.lease")
 
@@ -45,8 +45,16 @@ class NodeLease:
         self.node_uid = node_uid
         self.interval = interval
         self.renewals = 0
+        # The Lease as last written: the next renewal PUTs it without a GET first
+        # (upstream's latestLease); a conflict or a missing Lease falls back to GET.
+        self._latest: Obj | None = None
 
     async def renew_once(self) -> Obj:
+        if self._latest is not None:
+            try:
+                return await self._update(self._latest)
+            except (Conflict, NotFound):
+                self._latest = None
         now = micro_time()
         try:
             lease = await self.client.get(lease_path(self.node_name))
@@ -54,7 +62,12 @@ class NodeLease:
             out = await self.client.create(lease_path(),
                                            build_lease(self.node_name, self.node_uid, now))
             self.renewals += 1
+            self._latest = out
             return out
+        return await self._update(lease)
+
+    async def _update(self, lease: Obj) -> Obj:
+        now = micro_time()
         spec = lease.setdefault("spec", {})
         spec["holderIdentity"] = self.node_name
         spec["leaseDurationSeconds"] = LEASE_DURATION_SECONDS
@@ -64,6 +77,7 @@ class NodeLease:
                 self.node_name, self.node_uid, now)["metadata"]["ownerReferences"]
         out = await self.client.update(lease_path(self.node_name), lease)
         self.renewals += 1
+        self._latest = out
         return out
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -1,9 +1,10 @@
 """Pod status building (pure) and the per-node pod IP pool of the fake network."""
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 from pyk8s.kubelet.runtime import ContainerStatus
 
@@ -19,24 +20,32 @@ class PodIPAM:
     """Pod IPs from one /24: .1 is the gateway, .2 … .254 are handed out, lowest free first."""
 
     def __init__(self, cidr: str) -> None:
+        # Lazy: an offset counter and the released offsets, not 253 strings per node (a
+        # thousand hollow nodes share one process).
         net = ipaddress.ip_network(cidr, strict=False)
-        self._free = [str(ip) for ip in list(net.hosts())[1:]]
+        self._base = int(net.network_address)
+        self._limit = net.num_addresses - 2      # the last host offset (.254 of a /24)
+        self._next = 2                           # .1 is the gateway
+        self._released: list[int] = []           # a heap of offsets below _next
         self._by_uid: dict[str, str] = {}
 
     def allocate(self, uid: str) -> str:
         ip = self._by_uid.get(uid)
         if ip is None:
-            if not self._free:
+            if self._released:
+                off = heapq.heappop(self._released)
+            elif self._next <= self._limit:
+                off, self._next = self._next, self._next + 1
+            else:
                 raise RuntimeError("pod CIDR exhausted")
-            ip = self._free.pop(0)
+            ip = str(ipaddress.ip_address(self._base + off))
             self._by_uid[uid] = ip
         return ip
 
     def release(self, uid: str) -> None:
         ip = self._by_uid.pop(uid, None)
         if ip is not None:
-            self._free.append(ip)
-            self._free.sort(key=lambda s: ipaddress.ip_address(s))
+            heapq.heappush(self._released, int(ipaddress.ip_address(ip)) - self._base)
 
     def get(self, uid: str) -> str | None:
         return self._by_uid.get(uid)
@@ -195,7 +204,8 @@ def _condition(ctype: str, ok: bool, prev: dict[str, Obj], now: str,
 
 
 def build_pod_status(pod: Obj, containers: list[ContainerStatus], pod_ip: str, host_ip: str,
-                     now: str, waiting: dict[str, tuple[str, str]] | None = None) -> Obj:
+                     now: str, waiting: dict[str, tuple[str, str]] | None = None,
+                     probes: "Callable[[str, list[Obj]], None] | None" = None) -> Obj:
     """The status the kubelet posts for a pod whose containers are `containers` (in the
     runtime's order, restarts after the instances they replace): phase, upstream's
     conditions, container statuses, IPs, startTime. `waiting`: container name ->
@@ -216,9 +226,11 @@ def build_pod_status(pod: Obj, containers: list[ContainerStatus], pod_ip: str, h
         c = latest.get(k)
         if c is not None:
             return container_status_obj(c, before.get(k), waiting.get(ctr["name"]))
+        w = waiting.get(ctr["name"])   # not created: CreateContainerConfigError, ...
         return {"name": ctr["name"], "image": ctr.get("image", ""), "imageID": "",
                 "ready": False, "started": False, "restartCount": 0, "lastState": {},
-                "state": {"waiting": {"reason": reason}}}
+                "state": {"waiting": {"reason": w[0], "message": w[1]} if w
+                          else {"reason": reason}}}
 
     init_statuses = [entry(ctr, True, "PodInitializing")
                      for ctr in spec.get("initContainers") or []]
@@ -226,6 +238,8 @@ def build_pod_status(pod: Obj, containers: list[ContainerStatus], pod_ip: str, h
     statuses = [entry(ctr, False, "ContainerCreating" if initialized else "PodInitializing")
                 for ctr in spec.get("containers") or []]
     phase = pod_phase(spec, init_statuses, statuses)
+    if probes is not None:   # the prober sets `started` / `ready` (readiness probes)
+        probes(phase, statuses)
     terminal = phase in ("Succeeded", "Failed")
     containers_ready = (initialized and bool(statuses) and all(s["ready"] for s in statuses)
                         and not terminal)

@@ -3,7 +3,7 @@ create / start / kill containers of a pod sandbox, and their status."""
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 Obj = dict[str, Any]
@@ -25,6 +25,24 @@ class ContainerStatus:
     finished_time: float = 0.0   # time.time() of finished_at (backoff), 0 if not exited
 
 
+@dataclass
+class ContainerConfig:
+    """What the kubelet resolved for a container (upstream's CRI ContainerConfig): the
+    command line (`command` + `args`, `$(VAR)` expanded), the environment in order, the
+    working directory and the volume mounts (container path, host path, read-only)."""
+    argv: list[str]
+    env: list[tuple[str, str]] = field(default_factory=list)
+    working_dir: str = ""
+    mounts: list[tuple[str, str, bool]] = field(default_factory=list)
+    # A per-pod empty directory a runtime may mount over privately (launcher.py).
+    stage_dir: str = ""
+
+
+class CreateContainerError(Exception):
+    """The runtime cannot create the container (upstream's CreateContainerError)."""
+    reason = "CreateContainerError"
+
+
 class Runtime(abc.ABC):
     """What a runtime offers the kubelet. Containers belong to a pod by `pod_uid`."""
 
@@ -32,6 +50,11 @@ class Runtime(abc.ABC):
     # Called with a pod's uid when one of its containers exits on its own (the kubelet
     # re-syncs the pod: restart policy, phase).
     on_exit: Callable[[str], None] | None = None
+    # Containers share the host's network namespace (the process runtime): the pod IP
+    # the kubelet reports is the node IP, so that probes and Services at podIP reach them.
+    host_network: bool = False
+    # The kubelet runs the containers' liveness / readiness / startup probes (prober/).
+    run_probes: bool = True
 
     def set_pod(self, pod: Obj, pod_ip: str) -> None:
         """The pod a uid's containers belong to (env from fieldRef); before creating."""
@@ -44,8 +67,11 @@ class Runtime(abc.ABC):
         """`<name>://<version>`, the Node's containerRuntimeVersion."""
 
     @abc.abstractmethod
-    async def create_container(self, pod_uid: str, container: Obj, init: bool = False) -> str:
-        """Create (not start) a container from its pod-spec entry; its id."""
+    async def create_container(self, pod_uid: str, container: Obj, init: bool = False,
+                               config: ContainerConfig | None = None) -> str:
+        """Create (not start) a container from its pod-spec entry and the configuration
+        the kubelet resolved (env, argv, mounts; None: from the spec alone); its id.
+        May raise CreateContainerError."""
 
     @abc.abstractmethod
     async def start_container(self, container_id: str) -> None:
@@ -65,6 +91,32 @@ class Runtime(abc.ABC):
 
     def pod_uids(self) -> list[str]:
         return []
+
+    # -- streaming (logs, exec): optional, a runtime without them raises NotImplementedError
+    def container_log(self, pod_uid: str, name: str,
+                      previous: bool = False) -> "tuple[Any, ContainerStatus | None] | None":
+        """(path of the log file, status while that instance may still write to it, else
+        None) of a container's latest instance (`previous`: the one before); None if there
+        is no such instance."""
+        raise NotImplementedError(f"the {self.name} runtime keeps no container logs")
+
+    def exec_context(self, pod_uid: str, name: str, argv: list[str]
+                     ) -> tuple[list[str], dict[str, str], str | None]:
+        """(argv, env, working dir) that run `argv` as a `kubectl exec` command in a
+        running container."""
+        raise NotImplementedError(f"the {self.name} runtime does not support exec")
+
+    def attach_context(self, pod_uid: str, name: str) -> tuple[Any, ContainerStatus, Any, bool]:
+        """(log file, status, stdin writer or None, stdinOnce) of a running container, for
+        `kubectl attach`: its new output is tailed from the log, stdin goes to the writer."""
+        raise NotImplementedError(f"the {self.name} runtime does not support attach")
+
+    async def exec_sync(self, container_id: str, argv: list[str],
+                        timeout: float) -> tuple[int, bytes]:
+        """Run `argv` in a running container (CRI ExecSync: exec probes, lifecycle hooks);
+        (exit code, stdout+stderr). Raises TimeoutError after `timeout` seconds (the
+        command is killed)."""
+        raise NotImplementedError(f"the {self.name} runtime does not support exec")
 
 
 class NotImplementedRuntime(Exception):

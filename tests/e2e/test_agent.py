@@ -137,7 +137,10 @@ def test_deployment_runs_and_pod_deletes(cluster: tuple[ServerProcess, AgentProc
 
 
 def test_kill_agent(cluster: tuple[ServerProcess, AgentProcess]) -> None:
-    _, agent = cluster
+    up, agent = cluster
     assert agent.proc is not None and agent.proc.poll() is None, agent.log()
+    # Registered (its signal handlers are installed long before): SIGTERM stops it cleanly.
+    wait_for("node registered", lambda: up.kubectl("get", "node", NODE, check=False)
+             .returncode == 0, timeout=30)
     agent.proc.send_signal(signal.SIGTERM)
     assert agent.proc.wait(15) == 0, agent.log()

@@ -1,22 +1,29 @@
-"""The process runtime: no images, no isolation, no root. Each container is a host process
-(`command` + `args` of its spec, `$(VAR)` expanded as upstream, env from `env[].value` and a
-few cheap `valueFrom.fieldRef`s, `workingDir`) in its own process group, so that SIGTERM /
-SIGKILL reach everything it started. stdout and stderr go to
+"""The process runtime: no images, no isolation. Each container is a host process (the
+argv, env and working dir the kubelet resolved — envvars.py; without a ContainerConfig,
+`command` + `args` `$(VAR)`-expanded with env from `env[].value` and a few cheap
+`valueFrom.fieldRef`s) in its own process group, so that SIGTERM / SIGKILL reach
+everything it started. Volume mounts need root: the process starts in a private mount
+namespace with the volumes bound at their mountPaths (launcher.py); without root a
+container with mounts fails with CreateContainerError. stdout and stderr go to
 `<data-dir>/pods/<uid>/<container>/<restart>.log`."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyk8s.kubelet.envvars import container_argv, expand  # noqa: F401 (re-exported)
 from pyk8s.kubelet.node import now_rfc3339
-from pyk8s.kubelet.runtime import ContainerStatus, Runtime
+from pyk8s.kubelet.runtime import (ContainerConfig, ContainerStatus, CreateContainerError,
+                                   Runtime)
 
 log = logging.getLogger("pyk8s.kubelet.process")
 
@@ -24,36 +31,6 @@ Obj = dict[str, Any]
 
 # Upstream's exit code / reason for a container that could not be started.
 START_ERROR_EXIT_CODE = 128
-
-
-def expand(s: str, env: dict[str, str]) -> str:
-    """Upstream's `$(VAR)` expansion (third_party/forked/golang/expansion): `$(VAR)` becomes
-    VAR's value when VAR is defined, stays as written otherwise; `$$` escapes a `$`; a `$`
-    followed by anything else is kept."""
-    out: list[str] = []
-    i, n = 0, len(s)
-    while i < n:
-        ch = s[i]
-        if ch != "$" or i + 1 >= n:
-            out.append(ch)
-            i += 1
-            continue
-        nxt = s[i + 1]
-        if nxt == "$":
-            out.append("$")
-            i += 2
-        elif nxt == "(":
-            end = s.find(")", i + 2)
-            if end < 0:  # unterminated: kept as written
-                out.append(s[i:])
-                break
-            name = s[i + 2:end]
-            out.append(env[name] if name in env else s[i:end + 1])
-            i = end + 1
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
 
 
 def container_env(container: Obj, pod_fields: dict[str, str]) -> dict[str, str]:
@@ -74,11 +51,6 @@ def container_env(container: Obj, pod_fields: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def container_argv(container: Obj, env: dict[str, str]) -> list[str]:
-    return [expand(str(a), env) for a in (container.get("command") or [])] + \
-           [expand(str(a), env) for a in (container.get("args") or [])]
-
-
 @dataclass
 class _Proc:
     pod_uid: str
@@ -87,10 +59,12 @@ class _Proc:
     proc: asyncio.subprocess.Process | None = None
     waiter: asyncio.Task[None] | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    config: ContainerConfig | None = None
 
 
 class ProcessRuntime(Runtime):
     name = "process"
+    host_network = True
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.root = Path(data_dir).resolve() / "pods"
@@ -113,8 +87,13 @@ class ProcessRuntime(Runtime):
     def log_path(self, pod_uid: str, name: str, restart: int) -> Path:
         return self.root / pod_uid / name / f"{restart}.log"
 
-    async def create_container(self, pod_uid: str, container: Obj, init: bool = False) -> str:
+    async def create_container(self, pod_uid: str, container: Obj, init: bool = False,
+                               config: ContainerConfig | None = None) -> str:
         name = container["name"]
+        if config is not None and config.mounts and os.geteuid() != 0:
+            raise CreateContainerError(
+                "the process runtime needs root for volume mounts (a private mount namespace "
+                "per container); run the agent as root or drop the container's volumeMounts")
         ids = self._pods.setdefault(pod_uid, [])
         same = [c for c in ids if self._containers[c].status.name == name
                 and self._containers[c].status.init == init]
@@ -127,7 +106,7 @@ class ProcessRuntime(Runtime):
         self._containers[cid] = _Proc(pod_uid, container, ContainerStatus(
             name=name, image=str(container.get("image") or ""), image_id="",
             container_id=f"process://{cid}", state="created", restart_count=restart,
-            init=init))
+            init=init), config=config)
         ids.append(cid)
         return cid
 
@@ -142,10 +121,23 @@ class ProcessRuntime(Runtime):
         p = self._containers[container_id]
         st = p.status
         fields = self._pod_fields.get(p.pod_uid, {})
-        env = container_env(p.spec, fields)
-        argv = container_argv(p.spec, env)
+        cwd = p.spec.get("workingDir") or None
+        if p.config is not None:      # resolved by the kubelet (envvars.py, volumes)
+            env = dict(p.config.env)
+            argv = list(p.config.argv)
+            cwd = p.config.working_dir or None
+        else:
+            env = container_env(p.spec, fields)
+            argv = container_argv(p.spec, env)
         base = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
                 "HOSTNAME": fields.get("metadata.name", "")}
+        if argv and p.config is not None and p.config.mounts:
+            # A private mount namespace with the volumes bound in (launcher.py); it execs
+            # argv in place, so the pid / process group are the container's.
+            spec = {"argv": argv, "env": {**base, **env}, "cwd": cwd or "",
+                    "stage": p.config.stage_dir, "mounts": [list(m) for m in p.config.mounts]}
+            argv = [sys.executable, "-m", "pyk8s.kubelet.runtimes.launcher", json.dumps(spec)]
+            cwd = None
         path = self.log_path(p.pod_uid, st.name, st.restart_count)
         path.parent.mkdir(parents=True, exist_ok=True)
         st.started_at = now_rfc3339()
@@ -156,9 +148,10 @@ class ProcessRuntime(Runtime):
         logf = open(path, "ab")
         try:
             p.proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logf,
+                *argv, stdin=(asyncio.subprocess.PIPE if p.spec.get("stdin")   # for attach
+                              else asyncio.subprocess.DEVNULL), stdout=logf,
                 stderr=asyncio.subprocess.STDOUT, env={**base, **env},
-                cwd=p.spec.get("workingDir") or None, start_new_session=True)
+                cwd=cwd, start_new_session=True)
         except OSError as e:
             logf.write(f"process runtime: {e}\n".encode())
             logf.close()
@@ -217,6 +210,87 @@ class ProcessRuntime(Runtime):
 
     def pod_uids(self) -> list[str]:
         return list(self._pods)
+
+    def _latest(self, pod_uid: str, name: str) -> _Proc | None:
+        found = None
+        for cid in self._pods.get(pod_uid, []):
+            p = self._containers[cid]
+            if p.status.name == name and (found is None or found.status.init
+                                          or not p.status.init):
+                found = p
+        return found
+
+    def container_log(self, pod_uid: str, name: str,
+                      previous: bool = False) -> tuple[Path, ContainerStatus | None] | None:
+        p = self._latest(pod_uid, name)
+        if p is None:
+            return None
+        restart = p.status.restart_count - (1 if previous else 0)
+        if restart < 0:
+            return None
+        path = self.log_path(pod_uid, name, restart)
+        return path, (None if previous else p.status)
+
+    def exec_context(self, pod_uid: str, name: str, argv: list[str]
+                     ) -> tuple[list[str], dict[str, str], str | None]:
+        p = self._latest(pod_uid, name)
+        if p is None or p.status.state != "running":
+            raise LookupError(f"container {name} is not running")
+        return self._exec_plan(p, argv)
+
+    def _exec_plan(self, p: _Proc, argv: list[str]
+                   ) -> tuple[list[str], dict[str, str], str | None]:
+        """A command run in a container (exec, exec probes and hooks): the container's env
+        and workingDir; with volume mounts, inside its private mount namespace."""
+        fields = self._pod_fields.get(p.pod_uid, {})
+        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+               "HOSTNAME": fields.get("metadata.name", "")}
+        cwd = p.spec.get("workingDir") or None
+        if p.config is not None:   # resolved by the kubelet (env sources, workingDir)
+            env.update(p.config.env)
+            cwd = p.config.working_dir or None
+        else:
+            env.update(container_env(p.spec, fields))
+        if p.config is not None and p.config.mounts and p.proc is not None and argv:
+            spec = {"argv": list(argv), "env": env, "cwd": cwd or "", "join": p.proc.pid}
+            return ([sys.executable, "-m", "pyk8s.kubelet.runtimes.launcher",
+                     json.dumps(spec)], env, None)
+        return list(argv), env, cwd
+
+    def attach_context(self, pod_uid: str, name: str
+                       ) -> tuple[Path, ContainerStatus, asyncio.StreamWriter | None, bool]:
+        p = self._latest(pod_uid, name)
+        if p is None or p.status.state != "running":
+            raise LookupError(f"container {name} is not running")
+        writer = p.proc.stdin if p.proc is not None else None
+        return (self.log_path(pod_uid, name, p.status.restart_count), p.status, writer,
+                bool(p.spec.get("stdinOnce")))
+
+    async def exec_sync(self, container_id: str, argv: list[str],
+                        timeout: float) -> tuple[int, bytes]:
+        """A host process with the container's env and workingDir, in its own process
+        group (killed with everything it started on timeout)."""
+        p = self._containers.get(container_id)
+        if p is None or p.status.state != "running":
+            raise LookupError(f"container {container_id} is not running")
+        argv, env, cwd = self._exec_plan(p, argv)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        except OSError as e:
+            return 126 if isinstance(e, PermissionError) else 127, f"{e}\n".encode()
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            await proc.wait()
+            raise
+        rc = proc.returncode if proc.returncode is not None else 0
+        return (128 - rc if rc < 0 else rc), out
 
     async def shutdown(self, grace_period: float = 5.0) -> None:
         running = [cid for cid, p in self._containers.items() if p.status.state == "running"]

@@ -1,0 +1,217 @@
+"""pods/log and pods/exec: the API server finds the pod's node and proxies to its kubelet
+(`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as upstream without
+--kubelet-certificate-authority: the kubelet's self-signed certificate is not verified; the
+server authenticates with its own admin token (the kubelet checks it by TokenReview).
+Streams (exec) are WebSocket only (`v5.channel.k8s.io`, `v4.channel.k8s.io`, ...); frames
+are relayed unchanged."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+from aiohttp import WSMsgType, web
+
+from pyk8s.api import errors
+from pyk8s.apiserver.authn import ADMIN
+
+if TYPE_CHECKING:
+    from pyk8s.apiserver.app import APIServer
+    from pyk8s.registry.store import Store
+
+Obj = dict[str, Any]
+STREAM_SUBRESOURCES = ("log", "exec", "attach", "portforward")
+
+
+def _go_list(names: list[str]) -> str:
+    return "[" + " ".join(names) + "]"
+
+
+def _container(pod: Obj, name: str, requested: str) -> str:
+    """The container a request means (upstream's LogLocation / streamLocation checks)."""
+    spec = pod.get("spec") or {}
+    ctrs = [c.get("name", "") for c in spec.get("containers") or []]
+    inits = [c.get("name", "") for c in spec.get("initContainers") or []]
+    eph = [c.get("name", "") for c in spec.get("ephemeralContainers") or []]
+    if not requested:
+        if len(ctrs) == 1:
+            return ctrs[0]
+        msg = f"a container name must be specified for pod {name}, choose one of: {_go_list(ctrs)}"
+        if inits:
+            msg += f" or one of the init containers: {_go_list(inits)}"
+        raise errors.BadRequest(msg)
+    if requested not in ctrs + inits + eph:
+        raise errors.BadRequest(f"container {requested} is not valid for pod {name}")
+    return requested
+
+
+def _waiting(pod: Obj, name: str, container: str) -> str | None:
+    """The reason a container is waiting to start, None if it has started."""
+    st = pod.get("status") or {}
+    for cs in (st.get("containerStatuses") or []) + (st.get("initContainerStatuses") or []):
+        if cs.get("name") == container:
+            w = (cs.get("state") or {}).get("waiting")
+            if w is None and (cs.get("state") or {}):
+                return None
+            return (w or {}).get("reason") or "ContainerCreating"
+    return "ContainerCreating"
+
+
+class PodProxy:
+    def __init__(self, server: "APIServer") -> None:
+        self.server = server
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=False),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _headers(self) -> dict[str, str]:
+        authn = self.server.authn
+        for token, user in ((authn.static_tokens.items()) if authn else ()):
+            if user is ADMIN or "system:masters" in user.groups:
+                return {"Authorization": f"Bearer {token}"}
+        return {}
+
+    async def _kubelet(self, pod: Obj, name: str) -> str:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise errors.BadRequest(f"pod {name} does not have a host assigned")
+        info = self.server.catalogue.lookup("", "v1", "nodes")
+        assert info is not None
+        try:
+            node = await self.server.store(info).get(None, node_name)
+        except errors.NotFound:
+            raise errors.NotFound.of("", "nodes", node_name) from None
+        st = node.get("status") or {}
+        ip = next((a.get("address") for a in st.get("addresses") or []
+                   if a.get("type") == "InternalIP"), None)
+        port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+        if not ip or not port:
+            raise errors.ServiceUnavailable(f"node {node_name} reports no kubelet endpoint")
+        host = f"[{ip}]" if ":" in ip else ip
+        return f"https://{host}:{port}"
+
+    async def handle(self, request: web.Request, store: "Store", ns: str | None, name: str,
+                     sub: str) -> web.StreamResponse:
+        if not name or ns is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        if sub == "portforward":
+            raise errors.BadRequest(f"pods/{sub} is not supported by pyk8s yet")
+        if sub == "log" and request.method != "GET":
+            raise errors.MethodNotAllowed("the server does not allow this method on the "
+                                          "requested resource")
+        pod = await store.get(ns, name)
+        q = request.query
+        ctr = _container(pod, name, q.get("container", ""))
+        if sub == "log":
+            previous = q.get("previous", "").lower() in ("1", "true")
+            if not (pod.get("spec") or {}).get("nodeName"):
+                return web.Response(body=b"", content_type="text/plain")
+            if not previous:
+                reason = _waiting(pod, name, ctr)
+                if reason is not None:
+                    raise errors.BadRequest(f'container "{ctr}" in pod "{name}" is waiting '
+                                            f'to start: {reason}')
+            base = await self._kubelet(pod, name)
+            params = [(k, v) for k, v in q.items() if k != "container"]
+            url = f"{base}/containerLogs/{quote(ns)}/{quote(name)}/{quote(ctr)}"
+            return await self._logs(request, url, params)
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            raise errors.BadRequest(f"cannot {sub} into a container in a completed pod; "
+                                    f"current phase is {phase}")
+        reason = _waiting(pod, name, ctr)
+        if reason is not None:
+            raise errors.BadRequest(f'container "{ctr}" in pod "{name}" is waiting to start: '
+                                    f'{reason}')
+        base = await self._kubelet(pod, name)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise errors.BadRequest(f"pyk8s streams {sub} over WebSocket only "
+                                    "(v5.channel.k8s.io / v4.channel.k8s.io), not SPDY")
+        params = [(k, v) for k, v in q.items() if k != "container"]
+        url = f"{base}/{sub}/{quote(ns)}/{quote(name)}/{quote(ctr)}"
+        return await self._websocket(request, url, params)
+
+    async def _kubelet_error(self, resp: aiohttp.ClientResponse) -> errors.ApiError:
+        raw = await resp.read()
+        try:
+            st = orjson.loads(raw)
+            msg = st.get("message") or raw.decode(errors="replace")
+        except (orjson.JSONDecodeError, AttributeError):
+            msg = raw.decode(errors="replace").strip()
+        if resp.status == 404:
+            return errors.NotFound(msg)
+        if resp.status in (401, 403):
+            return errors.InternalError(f"the kubelet refused the API server: {msg}")
+        return errors.ApiError(msg, code=resp.status,
+                               reason="BadRequest" if resp.status == 400 else None)
+
+    async def _logs(self, request: web.Request, url: str,
+                    params: list[tuple[str, str]]) -> web.StreamResponse:
+        try:
+            resp = await self.session.get(url, params=params, headers=self._headers())
+        except aiohttp.ClientError as e:
+            raise errors.ServiceUnavailable(f"error dialing the kubelet: {e}") from None
+        async with resp:
+            if resp.status != 200:
+                raise await self._kubelet_error(resp)
+            out = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            out.enable_chunked_encoding()
+            await out.prepare(request)
+            with contextlib.suppress(aiohttp.ClientError, ConnectionResetError):
+                async for chunk in resp.content.iter_any():
+                    await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    async def _websocket(self, request: web.Request, url: str,
+                         params: list[tuple[str, str]]) -> web.StreamResponse:
+        asked = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+                 if p.strip()]
+        try:
+            upstream = await self.session.ws_connect(url, params=params, protocols=asked,
+                                                     headers=self._headers(), autoping=True,
+                                                     max_msg_size=0)
+        except aiohttp.WSServerHandshakeError as e:
+            raise errors.ApiError(f"error from the kubelet: {e.message}", code=e.status or 500,
+                                  reason="BadRequest" if e.status == 400 else None) from None
+        except aiohttp.ClientError as e:
+            raise errors.ServiceUnavailable(f"error dialing the kubelet: {e}") from None
+        try:
+            protocols = (upstream.protocol,) if upstream.protocol else ()
+            ws = web.WebSocketResponse(protocols=protocols, autoping=True, max_msg_size=0)
+            await ws.prepare(request)
+
+            async def relay(src: Any, dst: Any) -> None:
+                async for msg in src:
+                    if msg.type == WSMsgType.BINARY:
+                        await dst.send_bytes(msg.data)
+                    elif msg.type == WSMsgType.TEXT:
+                        await dst.send_str(msg.data)
+                    else:
+                        break
+
+            tasks = [asyncio.create_task(relay(upstream, ws)),
+                     asyncio.create_task(relay(ws, upstream))]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await ws.close()
+            return ws
+        finally:
+            await upstream.close()
