@@ -130,6 +130,16 @@ def controller_options(args: argparse.Namespace, identity: str | None = None) ->
     return o
 
 
+
+async def _finish(task: "asyncio.Task[None]", timeout: float) -> None:
+    """Wait for a component of `up` to stop on its own (it watches the stop event)."""
+    try:
+        await asyncio.wait_for(task, timeout)
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        pass
+    except Exception:
+        log.exception("%s failed", task.get_name())
+
 async def run_server(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     data_dir = Path(args.data_dir).resolve()
@@ -198,30 +208,14 @@ async def run_server(args: argparse.Namespace) -> None:
         from pyk8s.kubelet.agent import run_local_node
         local_node = asyncio.create_task(run_local_node(
             url, creds.node_token if creds else "", creds.ca_cert if creds else None,
-            data_dir / "agent", args.node_name, args.runtime, stop), name="local-node")
+            data_dir / "agent", args.node_name, args.runtime, stop,
+            pod_manifest_path=args.pod_manifest_path), name="local-node")
     await stop.wait()
     log.info("shutting down")
-    if local_node is not None:   # first: its containers stop before the API server does
-        try:
-            await asyncio.wait_for(local_node, 40.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
-        except Exception:
-            log.exception("local node failed")
-    if controllers is not None:
-        try:
-            await asyncio.wait_for(controllers, 10.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
-        except Exception:
-            log.exception("controllers failed")
-    if scheduler is not None:
-        try:
-            await asyncio.wait_for(scheduler, 10.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
-        except Exception:
-            log.exception("scheduler failed")
+    # The local node first: its containers stop before the API server does.
+    for task, timeout in ((local_node, 40.0), (controllers, 10.0), (scheduler, 10.0)):
+        if task is not None:
+            await _finish(task, timeout)
     server.close_watches()  # open watches end first, so the HTTP server can close promptly
     await runner.cleanup()
     await server.stop()
@@ -288,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--runtime", default=None, choices=["oci", "process", "fake"],
                       help="the local node's runtime (default: oci when available, else "
                            "process; oci: not implemented yet)")
+    p_up.add_argument("--pod-manifest-path", default="",
+                      help="static pods of the local node: a directory (or file) of manifests")
     p_cm = sub.add_parser("controller-manager", help="run the controllers alone")
     p_cm.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
     p_cm.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))

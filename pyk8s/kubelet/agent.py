@@ -189,7 +189,7 @@ def default_runtime() -> str:
 
 async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir: Path,
                          node_name: str | None, runtime_name: str,
-                         stop: asyncio.Event) -> None:
+                         stop: asyncio.Event, pod_manifest_path: str = "") -> None:
     """`pyk8s up`'s own node (as k3s server's embedded agent): a kubelet in the same
     process, with the node token; its containers stop with it."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +202,9 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
                           insecure_skip_tls_verify=ca is None)
     node = NodeConfig(name=name, node_ip="127.0.0.1", resources=resources,
                       runtime_version=runtime.version())
-    opts = KubeletOptions(node=node, pod_cidr=default_pod_cidr(name), data_dir=str(data_dir))
+    opts = KubeletOptions(node=node, pod_cidr=default_pod_cidr(name), data_dir=str(data_dir),
+                          pod_manifest_path=str(Path(pod_manifest_path).resolve())
+                          if pod_manifest_path else "")
     async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}") as client:
         log.info("local node %s, runtime %s", name, runtime.version())
         from pyk8s.kubelet.server import KubeletServer

@@ -71,10 +71,17 @@ def running(ps: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_up_runs_a_local_node(tmp_path: Path) -> None:
     """`pyk8s up` alone: its node registers Ready, a Deployment's pod runs on it as a host
-    process, and stopping `up` leaves no container process behind."""
+    process, its static pod (--pod-manifest-path) shows as a mirror pod, and stopping `up`
+    leaves no container process behind."""
     marker = f"pyk8s-local-{uuid.uuid4().hex[:8]}"
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "static.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n"
+        f"  - {{name: main, image: busybox, command: [sh, -c, 'sleep 3600; : {marker}']}}\n")
     up = ServerProcess(tmp_path, command="up", ready_log="deployment-controller: synced",
-                       local_node=True, extra=["--node-name", "local-1", "--runtime", "process"])
+                       local_node=True, extra=["--node-name", "local-1", "--runtime", "process",
+                                               "--pod-manifest-path", str(manifests)])
     try:
         up.start(timeout=40)
         wait_for("local node Ready", lambda: node_ready(up, "local-1"), timeout=30)
@@ -82,7 +89,11 @@ def test_up_runs_a_local_node(tmp_path: Path) -> None:
             "hello", ["sh", "-c", f"sleep 3600; : {marker}"]))
         [pod] = wait_for("pod Running", lambda: running(pods(up, "hello")), timeout=30)
         assert pod["spec"]["nodeName"] == "local-1"
-        wait_for("container process", lambda: marked_pids(marker), timeout=10)
+        mirror = wait_for("mirror pod Running", lambda: (
+            r := up.get("/api/v1/namespaces/default/pods/web-local-1")).status == 200
+            and r.json().get("status", {}).get("phase") == "Running" and r.json(), timeout=30)
+        assert "kubernetes.io/config.mirror" in mirror["metadata"]["annotations"]
+        wait_for("container processes", lambda: len(marked_pids(marker)) >= 2, timeout=10)
         up.stop()
         assert marked_pids(marker) == []
     finally:
