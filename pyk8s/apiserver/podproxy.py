@@ -1,9 +1,10 @@
-"""pods/log and pods/exec: the API server finds the pod's node and proxies to its kubelet
-(`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as upstream without
---kubelet-certificate-authority: the kubelet's self-signed certificate is not verified; the
-server authenticates with its own admin token (the kubelet checks it by TokenReview).
-Streams (exec) are WebSocket only (`v5.channel.k8s.io`, `v4.channel.k8s.io`, ...); frames
-are relayed unchanged."""
+"""pods/log, exec, attach and portforward: the API server finds the pod's node and
+proxies to its kubelet (`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as
+upstream without --kubelet-certificate-authority: the kubelet's self-signed certificate is
+not verified; the server authenticates with its own admin token (the kubelet checks it by
+TokenReview). Streams are WebSocket only (exec/attach `v5.channel.k8s.io`,
+`v4.channel.k8s.io`, ...; portforward `SPDY/3.1+portforward.k8s.io`, `v4.channel.k8s.io`);
+frames are relayed unchanged, the subprotocol the kubelet chose passed through."""
 from __future__ import annotations
 
 import asyncio
@@ -108,7 +109,7 @@ class PodProxy:
         if not name or ns is None:
             raise errors.NotFound("the server could not find the requested resource")
         if sub == "portforward":
-            raise errors.BadRequest(f"pods/{sub} is not supported by pyk8s yet")
+            return await self._port_forward(request, store, ns, name)
         if sub == "log" and request.method != "GET":
             raise errors.MethodNotAllowed("the server does not allow this method on the "
                                           "requested resource")
@@ -143,6 +144,24 @@ class PodProxy:
         params = [(k, v) for k, v in q.items() if k != "container"]
         url = f"{base}/{sub}/{quote(ns)}/{quote(name)}/{quote(ctr)}"
         return await self._websocket(request, url, params)
+
+    async def _port_forward(self, request: web.Request, store: "Store", ns: str,
+                            name: str) -> web.StreamResponse:
+        """pods/portforward: the WebSocket (`SPDY/3.1+portforward.k8s.io` from kubectl,
+        `v4.channel.k8s.io` with `?ports=` from the Python client) relayed to the kubelet's
+        /portForward, the negotiated subprotocol passed through."""
+        pod = await store.get(ns, name)
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            raise errors.BadRequest(f"cannot port-forward to a completed pod; "
+                                    f"current phase is {phase}")
+        base = await self._kubelet(pod, name)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise errors.BadRequest("pyk8s streams portforward over WebSocket only "
+                                    "(SPDY/3.1+portforward.k8s.io / v4.channel.k8s.io), "
+                                    "not native SPDY")
+        url = f"{base}/portForward/{quote(ns)}/{quote(name)}"
+        return await self._websocket(request, url, list(request.query.items()))
 
     async def _kubelet_error(self, resp: aiohttp.ClientResponse) -> errors.ApiError:
         raw = await resp.read()

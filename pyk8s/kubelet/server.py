@@ -1,7 +1,8 @@
-"""The kubelet's HTTPS server (upstream's port 10250): /healthz, /pods, /containerLogs and
-/exec, for the API server's pods/log and pods/exec. A self-signed serving certificate in
-the agent's data dir; bearer tokens are checked by a TokenReview against the API server
-(cached a minute) and must belong to `system:masters` (the API server's own token)."""
+"""The kubelet's HTTPS server (upstream's port 10250): /healthz, /pods, /containerLogs,
+/exec, /attach and /portForward, for the API server's pods/log, exec, attach and
+portforward. A self-signed serving certificate in the agent's data dir; bearer tokens are
+checked by a TokenReview against the API server (cached a minute) and must belong to
+`system:masters` (the API server's own token)."""
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pyk8s.client.rest import RESTClient, resource_path
-from pyk8s.kubelet import streaming
+from pyk8s.kubelet import portforward
+from pyk8s.kubelet import crilog, streaming
 
 if TYPE_CHECKING:
     from pyk8s.kubelet.kubelet import Kubelet
@@ -119,6 +121,8 @@ class KubeletServer:
         for verb, h in (("exec", self._exec), ("attach", self._attach)):
             r.add_route("*", f"/{verb}/{{ns}}/{{pod}}/{{container}}", h)
             r.add_route("*", f"/{verb}/{{ns}}/{{pod}}/{{uid}}/{{container}}", h)
+        r.add_route("*", "/portForward/{ns}/{pod}", self._port_forward)
+        r.add_route("*", "/portForward/{ns}/{pod}/{uid}", self._port_forward)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      handler_cancellation=True)
         await self._runner.setup()
@@ -189,11 +193,29 @@ class KubeletServer:
         q = request.query
         follow = streaming.query_bool(request, "follow")
         previous = streaming.query_bool(request, "previous")
+        timestamps = streaming.query_bool(request, "timestamps")
         try:
             tail = int(q["tailLines"]) if q.get("tailLines") else None
             limit = int(q["limitBytes"]) if q.get("limitBytes") else None
+            since_seconds = int(q["sinceSeconds"]) if q.get("sinceSeconds") else None
         except ValueError:
-            return _status(400, "BadRequest", "tailLines and limitBytes must be integers")
+            return _status(400, "BadRequest",
+                           "tailLines, limitBytes and sinceSeconds must be integers")
+        since: int | None = None
+        if since_seconds is not None and q.get("sinceTime"):
+            return _status(400, "BadRequest",
+                           "at most one of `sinceTime` or `sinceSeconds` may be specified")
+        if since_seconds is not None:
+            if since_seconds < 1:
+                return _status(400, "BadRequest", "sinceSeconds: Invalid value: "
+                                                  f"{since_seconds}: must be greater than 0")
+            since = time.time_ns() - since_seconds * 1_000_000_000
+        elif q.get("sinceTime"):
+            try:
+                since = crilog.parse_timestamp(q["sinceTime"])
+            except ValueError:
+                return _status(400, "BadRequest",
+                               f"sinceTime: Invalid value: {q['sinceTime']!r}: not RFC3339")
         uid = self._pod_uid(ns, name)
         if uid is None:
             return _status(404, "NotFound", f'pod "{name}" not found')
@@ -217,12 +239,12 @@ class KubeletServer:
         except FileNotFoundError:
             await resp.write_eof()
             return resp
+        # The file holds CRI records (crilog.py): the output is their content, stdout
+        # and stderr as recorded, as upstream's kubelet serves it.
+        render = crilog.LogRenderer(timestamps=timestamps, since=since)
         with f:
-            if tail is not None:
-                lines = f.read().splitlines(keepends=True)
-                data = b"".join(lines[-tail:]) if tail > 0 else b""
-            else:
-                data = f.read()
+            raw = f.read()
+            data = render.feed_tail(raw, tail) if tail is not None else render.feed(raw)
             while True:
                 if data:
                     if limit is not None:
@@ -234,13 +256,15 @@ class KubeletServer:
                         break
                 if not follow or live is None:
                     break
-                if live.state == "exited" and not data:
-                    data = f.read()   # a last look after the exit
-                    if not data:
+                if live.state == "exited" and not raw:
+                    raw = f.read()   # a last look after the exit
+                    if not raw:
                         break
+                    data = render.feed(raw)
                     continue
                 await asyncio.sleep(0.2)
-                data = f.read()
+                raw = f.read()
+                data = render.feed(raw)
         await resp.write_eof()
         return resp
 
@@ -296,6 +320,43 @@ class KubeletServer:
         await ws.prepare(request)
         await streaming.run_attach(ws, path, status, writer, once,
                                    stdin=streaming.query_bool(request, "stdin"),
-                                   stdout=streaming.query_bool(request, "stdout") or
-                                   streaming.query_bool(request, "stderr"))
+                                   stdout=streaming.query_bool(request, "stdout"),
+                                   stderr=streaming.query_bool(request, "stderr"))
+        return ws
+
+    async def _port_forward(self, request: web.Request) -> web.StreamResponse:
+        """Port forwarding over a WebSocket: SPDY/3.1 tunnelled (kubectl) or the v4
+        channel protocol with `?ports=` (the Python client). Host-network runtimes (process)
+        reach the pod's ports on the host's loopback, as upstream dials localhost inside
+        the pod's network namespace."""
+        ns, name = request.match_info["ns"], request.match_info["pod"]
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return _status(400, "BadRequest", "pyk8s: port-forward needs a WebSocket upgrade "
+                                              "(native SPDY is not supported)")
+        uid = self._pod_uid(ns, name)
+        if uid is None:
+            return _status(404, "NotFound", f'pod "{name}" not found')
+        ws = web.WebSocketResponse(protocols=portforward.PROTOCOLS, autoping=True,
+                                   max_msg_size=0)
+        ready = ws.can_prepare(request)
+        if not ready.ok:
+            return _status(400, "BadRequest", "pyk8s: port-forward needs a WebSocket upgrade")
+        spdy_tunnel = ready.protocol == portforward.SPDY_PROTOCOL
+        ports: list[int] = []
+        if not spdy_tunnel:
+            try:
+                ports = portforward.parse_ports(request.query.getall("ports", []))
+            except ValueError as e:
+                return _status(400, "BadRequest", f"pyk8s: {e}")
+            if not ports:
+                return _status(400, "BadRequest", 'query parameter "ports" is required')
+        # Other runtimes (fake) have no reachable pod network: each forwarded connection
+        # fails on its error stream, as exec's failures do.
+        host = "127.0.0.1" if self.kubelet.runtime.host_network else None
+        await ws.prepare(request)
+        pod = f"{ns}/{name}"
+        if spdy_tunnel:
+            await portforward.run_spdy(ws, host, pod, uid)
+        else:
+            await portforward.run_channels(ws, host, ports, pod, uid)
         return ws

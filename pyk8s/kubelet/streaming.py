@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from pyk8s.kubelet import crilog
+
 log = logging.getLogger("pyk8s.kubelet.streaming")
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "base64.channel.k8s.io",
@@ -216,12 +218,15 @@ async def run_exec(ws: web.WebSocketResponse, argv: list[str], env: dict[str, st
 
 async def run_attach(ws: web.WebSocketResponse, log_path: Any, status: Any,
                      writer: asyncio.StreamWriter | None, stdin_once: bool, stdin: bool,
-                     stdout: bool) -> None:
-    """Attach to a running container: its output from now on (tailed from its log file,
-    stdout and stderr interleaved as the runtime records them) and, when the container
-    has `stdin: true`, the client's stdin into its pipe. Ends when the container exits
-    (Success on the error channel) or the client goes away."""
+                     stdout: bool, stderr: bool = False) -> None:
+    """Attach to a running container: its output from now on (tailed from its CRI log
+    file: stdout records to the stdout channel, stderr records to the stderr channel) and,
+    when the container has `stdin: true`, the client's stdin into its pipe. Ends when the
+    container exits (Success on the error channel) or the client goes away."""
     ch = Channels(ws)
+    renderers = {crilog.STDOUT: crilog.LogRenderer(streams=(crilog.STDOUT,)),
+                 crilog.STDERR: crilog.LogRenderer(streams=(crilog.STDERR,))}
+    wanted = {crilog.STDOUT: (stdout, STDOUT), crilog.STDERR: (stderr, STDERR)}
 
     async def tail() -> None:
         try:
@@ -230,12 +235,16 @@ async def run_attach(ws: web.WebSocketResponse, log_path: Any, status: Any,
             return
         with f:
             f.seek(0, os.SEEK_END)
+            reader = crilog.LogRenderer()
             while True:
                 exited = status.state == "exited"   # before the read: nothing is missed
                 data = f.read(32768)
                 if data:
-                    if stdout:
-                        await ch.send(STDOUT, data)
+                    for rec in reader.records(data):
+                        on, channel = wanted[rec.stream]
+                        out = renderers[rec.stream].render(rec)
+                        if on and out:
+                            await ch.send(channel, out)
                     continue
                 if exited:
                     return

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from pyk8s.kubelet import crilog
 from tests.conftest import ServerProcess, wait_for
 from tests.e2e.test_agent import AgentProcess
 from tests.kubelet.test_process_runtime import group_alive
@@ -85,7 +86,7 @@ def test_running_pod_and_logs(cluster: tuple[ServerProcess, AgentProcess]) -> No
     conds = {c["type"]: c["status"] for c in p["status"]["conditions"]}
     assert conds["Ready"] == conds["ContainersReady"] == "True"
     log = agent.log_path.parent / "agent" / "pods" / uid / "main" / "0.log"
-    wait_for("log", lambda: log.exists() and "hello hello" in log.read_text(), timeout=10)
+    wait_for("log", lambda: "hello hello\n" in crilog.read_output(log), timeout=10)
 
     # kubectl delete: SIGTERM to the process group, then the pod disappears.
     pidfile = agent.log_path.parent / "pid"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -86,6 +88,52 @@ def test_logs(cluster: tuple[ServerProcess, AgentProcess, int]) -> None:
     assert missing.returncode != 0 and 'pods "nosuchpod" not found' in missing.stderr
     prev = up.kubectl("logs", "shell", "--previous", check=False)
     assert prev.returncode != 0 and "previous terminated container" in prev.stderr
+
+
+TS_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (.*)$")
+
+
+def test_logs_timestamps_since_and_stderr(
+        cluster: tuple[ServerProcess, AgentProcess, int]) -> None:
+    """The runtime writes CRI records (stdout and stderr apart): logs carry both streams,
+    --timestamps prefixes each line with its record's time, --since / --since-time filter
+    by it."""
+    up, _, _ = cluster
+    up.kubectl("apply", "-f", "-", input=pod(
+        "stamped", "echo early; echo early-err >&2; sleep 3; echo late; echo late-err >&2; "
+                   "exec sleep 3600"))
+    running(up, "stamped")
+    out = wait_for("late lines", lambda: (lambda o: o if "late-err" in o else None)(
+        up.kubectl("logs", "stamped").stdout), timeout=20)
+    assert sorted(out.splitlines()) == ["early", "early-err", "late", "late-err"], out
+    # Written 3s after the early ones: --since=2s has the late lines only.
+    recent = up.kubectl("logs", "stamped", "--since=2s").stdout
+    assert sorted(recent.splitlines()) == ["late", "late-err"], recent
+    stamped = up.kubectl("logs", "stamped", "--timestamps").stdout.splitlines()
+    matches = [TS_LINE.match(line) for line in stamped]
+    assert all(matches), stamped
+    by_line = {m.group(2): m.group(1) for m in matches if m}
+    assert sorted(by_line) == ["early", "early-err", "late", "late-err"]
+    assert by_line["early"] < by_line["late"]
+    # --since-time (seconds precision on the wire): from the late lines' second on.
+    since = by_line["late"][:19] + "Z"
+    after = up.kubectl("logs", "stamped", f"--since-time={since}").stdout
+    assert sorted(after.splitlines()) == ["late", "late-err"], after
+    assert up.kubectl("logs", "stamped", "--tail=1", "--timestamps").stdout.count(" ") == 1
+    # Nothing was written in the last second once a moment has passed.
+    time.sleep(1.5)
+    assert up.kubectl("logs", "stamped", "--since=1s").stdout == ""
+    up.kubectl("delete", "pod", "stamped", "--wait=false")
+
+
+def test_attach_separates_stderr(cluster: tuple[ServerProcess, AgentProcess, int]) -> None:
+    up, _, _ = cluster
+    up.kubectl("apply", "-f", "-", input=pod(
+        "twostreams", "sleep 4; echo to-out; echo to-err >&2; sleep 1", restart="Never"))
+    running(up, "twostreams")
+    p = up.kubectl("attach", "twostreams", timeout=30, check=False)
+    assert "to-out" in p.stdout and "to-err" not in p.stdout, (p.stdout, p.stderr)
+    assert "to-err" in p.stderr, (p.stdout, p.stderr)
 
 
 def test_logs_previous_after_restart(cluster: tuple[ServerProcess, AgentProcess, int]) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from pyk8s.kubelet import crilog
 from tests.conftest import ServerProcess, wait_for
 from tests.e2e.test_agent import AgentProcess
 
@@ -71,7 +72,7 @@ def pod(name: str, script: str, **ctr: Any) -> Any:
 def log_of(up: ServerProcess, agent: AgentProcess, name: str) -> str:
     p = up.kubectl_json("get", "pod", name)
     f = agent.log_path.parent / "agent" / "pods" / p["metadata"]["uid"] / "main" / "0.log"
-    return f.read_text() if f.exists() else ""
+    return crilog.read_output(f)   # CRI records: the container's output
 
 
 def test_env_sources(cluster: tuple[ServerProcess, AgentProcess]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from pyk8s.kubelet import crilog
 from pyk8s.kubelet.podworkers import (Backoff, build_pod_status, crash_loop_message,
                                       go_duration, pod_phase)
 from pyk8s.kubelet.runtime import ContainerStatus
@@ -184,8 +185,11 @@ def test_process_runtime(tmp_path: Path) -> None:
         (st,) = rt.pod_containers("u1")
         assert st.state == "exited" and st.exit_code == 3 and st.reason == "Error"
         assert st.container_id == f"process://{ok}" and st.finished_time > 0
-        log = (tmp_path / "pods" / "u1" / "ok" / "0.log").read_text()
-        assert log == f"hi 10.0.0.9\n{tmp_path}\n"
+        path = tmp_path / "pods" / "u1" / "ok" / "0.log"
+        assert crilog.read_output(path) == f"hi 10.0.0.9\n{tmp_path}\n"
+        # The file holds CRI records: `<time> stdout F <line>`.
+        for line in path.read_text().splitlines():
+            assert line.split(" ", 1)[1].startswith("stdout F "), line
         # The restart is a new instance with restart count 1 and its own log file.
         again = await rt.create_container("u1", {"name": "ok", "command": ["true"]})
         await rt.start_container(again)
@@ -215,7 +219,7 @@ def test_process_runtime(tmp_path: Path) -> None:
         await rt.start_container(tr)
         path = tmp_path / "pods" / "u1" / "tr" / "0.log"
         for _ in range(200):
-            if path.exists() and "ready" in path.read_text():
+            if "ready" in crilog.read_output(path):
                 break
             await asyncio.sleep(0.02)
         await rt.kill_container(tr, 0.3)

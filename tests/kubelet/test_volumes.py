@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pyk8s.kubelet import crilog
 from pyk8s.kubelet.volumes import VolumeError, VolumeManager
 from pyk8s.kubelet.volumes.atomic_writer import DATA_DIR, FileProjection, write_payload
 
@@ -175,10 +176,10 @@ def test_process_runtime_mounts_and_exec(tmp_path: Path) -> None:
         await rt.start_container(cid)
         log = rt.log_path("u1", "c", 0)
         for _ in range(100):
-            if log.exists() and "mounted" in log.read_text():
+            if "mounted" in crilog.read_output(log):
                 break
             await asyncio.sleep(0.05)
-        assert log.read_text() == "mounted\n"
+        assert crilog.read_output(log) == "mounted\n"
         code, out = await rt.exec_sync(cid, ["sh", "-c", f"cat {target}/f; echo $A"], 10)
         assert (code, out) == (0, b"mounted\n1\n")
         await rt.kill_container(cid, 1)

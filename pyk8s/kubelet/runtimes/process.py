@@ -4,8 +4,9 @@ argv, env and working dir the kubelet resolved — envvars.py; without a Contain
 `valueFrom.fieldRef`s) in its own process group, so that SIGTERM / SIGKILL reach
 everything it started. Volume mounts need root: the process starts in a private mount
 namespace with the volumes bound at their mountPaths (launcher.py); without root a
-container with mounts fails with CreateContainerError. stdout and stderr go to
-`<data-dir>/pods/<uid>/<container>/<restart>.log`."""
+container with mounts fails with CreateContainerError. stdout and stderr are pipes that
+the runtime pumps into `<data-dir>/pods/<uid>/<container>/<restart>.log` in the CRI log
+format (crilog.py), as containerd writes it."""
 from __future__ import annotations
 
 import asyncio
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyk8s.kubelet import crilog
 from pyk8s.kubelet.envvars import container_argv, expand  # noqa: F401 (re-exported)
 from pyk8s.kubelet.node import now_rfc3339
 from pyk8s.kubelet.runtime import (ContainerConfig, ContainerStatus, CreateContainerError,
@@ -31,6 +33,8 @@ Obj = dict[str, Any]
 
 # Upstream's exit code / reason for a container that could not be started.
 START_ERROR_EXIT_CODE = 128
+# How long an exited container's output may take to reach its log file.
+PUMP_DRAIN_SECONDS = 2.0
 
 
 def container_env(container: Obj, pod_fields: dict[str, str]) -> dict[str, str]:
@@ -60,6 +64,7 @@ class _Proc:
     waiter: asyncio.Task[None] | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     config: ContainerConfig | None = None
+    pumps: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class ProcessRuntime(Runtime):
@@ -143,32 +148,60 @@ class ProcessRuntime(Runtime):
         st.started_at = now_rfc3339()
         if not argv:
             self._exited(p, START_ERROR_EXIT_CODE, "StartError")
-            path.write_text("process runtime: the container has no command (no images)\n")
+            crilog.write_message(path, crilog.STDERR,
+                                 "process runtime: the container has no command (no images)\n")
             return
-        logf = open(path, "ab")
+        # stdout and stderr: pipes of their own, pumped into the log file as CRI records
+        # (crilog.py) by this process; the container never blocks on the file.
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         try:
             p.proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=(asyncio.subprocess.PIPE if p.spec.get("stdin")   # for attach
-                              else asyncio.subprocess.DEVNULL), stdout=logf,
-                stderr=asyncio.subprocess.STDOUT, env={**base, **env},
-                cwd=cwd, start_new_session=True)
+                              else asyncio.subprocess.DEVNULL), stdout=out_w,
+                stderr=err_w, env={**base, **env}, cwd=cwd, start_new_session=True)
         except OSError as e:
-            logf.write(f"process runtime: {e}\n".encode())
-            logf.close()
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            crilog.write_message(path, crilog.STDERR, f"process runtime: {e}\n")
             self._exited(p, START_ERROR_EXIT_CODE, "StartError")
             return
         finally:
-            if not logf.closed:
-                logf.close()
+            if p.proc is not None:
+                os.close(out_w)
+                os.close(err_w)
+        logf = crilog.LogFile(path)
+        logf.users = 2
+        p.pumps = []
+        for fd, stream in ((out_r, crilog.STDOUT), (err_r, crilog.STDERR)):
+            transport, reader = await crilog.pipe_reader(fd)
+            p.pumps.append(asyncio.create_task(self._pump(reader, stream, logf, transport),
+                                               name=f"log {st.name} {stream}"))
         st.state = "running"
         p.waiter = asyncio.create_task(self._wait(p), name=f"container {st.name}")
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, stream: str, logf: crilog.LogFile,
+                    transport: asyncio.BaseTransport) -> None:
+        try:
+            await crilog.pump(reader, stream, logf)
+        finally:
+            transport.close()
+            logf.users -= 1
+            if logf.users == 0:
+                logf.close()
 
     async def _wait(self, p: _Proc) -> None:
         assert p.proc is not None
         rc = await p.proc.wait()
         code = 128 - rc if rc < 0 else rc   # killed by a signal: 128 + signal, as upstream
-        self._exited(p, code, "Completed" if code == 0 else "Error")
         self._killpg(p, signal.SIGKILL)   # what the leader left behind in its group
+        if p.pumps:
+            # What the container wrote before exiting is in the log before it counts as
+            # exited (logs -f / attach stop at the exit); a process that left the group
+            # and keeps the pipe open is not waited for (its pump goes on until EOF).
+            await asyncio.wait(p.pumps, timeout=PUMP_DRAIN_SECONDS)
+        self._exited(p, code, "Completed" if code == 0 else "Error")
         if self.on_exit is not None:
             try:
                 self.on_exit(p.pod_uid)
