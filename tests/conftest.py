@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
 
 
+# Mount namespaces (volumes on the process runtime) need root. Outside CI a non-root run
+# skips those tests; in CI (CI=true) nothing is skipped: they run, and fail if not root.
+needs_root = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true",
+                                reason="mount namespaces need root")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -273,12 +273,9 @@ class KubeletServer:
         argv = request.query.getall("command", [])
         if not argv:
             return _status(400, "BadRequest", "you must specify at least 1 command")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return _status(400, "BadRequest", "pyk8s: exec needs a WebSocket upgrade "
-                                              "(SPDY is not supported)")
-        uid = self._pod_uid(ns, name)
-        if uid is None:
-            return _status(404, "NotFound", f'pod "{name}" not found')
+        uid = self._stream_pod(request, "exec", ns, name)
+        if isinstance(uid, web.Response):
+            return uid
         ws = web.WebSocketResponse(protocols=streaming.PROTOCOLS, autoping=True)
         try:
             argv, env, cwd = self.kubelet.runtime.exec_context(uid, ctr, argv)
@@ -294,6 +291,18 @@ class KubeletServer:
                                  tty=streaming.query_bool(request, "tty"))
         return ws
 
+    def _stream_pod(self, request: web.Request, what: str, ns: str,
+                    name: str) -> str | web.Response:
+        """The uid of the pod a streaming request (exec, attach, port-forward) is for, or
+        the error reply: only WebSocket upgrades are served (native SPDY is not)."""
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return _status(400, "BadRequest", f"pyk8s: {what} needs a WebSocket upgrade "
+                                              "(SPDY is not supported)")
+        uid = self._pod_uid(ns, name)
+        if uid is None:
+            return _status(404, "NotFound", f'pod "{name}" not found')
+        return uid
+
     @staticmethod
     async def _stream_error(request: web.Request, ws: web.WebSocketResponse,
                             message: str) -> web.WebSocketResponse:
@@ -306,12 +315,9 @@ class KubeletServer:
 
     async def _attach(self, request: web.Request) -> web.StreamResponse:
         ns, name, ctr = (request.match_info[k] for k in ("ns", "pod", "container"))
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return _status(400, "BadRequest", "pyk8s: attach needs a WebSocket upgrade "
-                                              "(SPDY is not supported)")
-        uid = self._pod_uid(ns, name)
-        if uid is None:
-            return _status(404, "NotFound", f'pod "{name}" not found')
+        uid = self._stream_pod(request, "attach", ns, name)
+        if isinstance(uid, web.Response):
+            return uid
         ws = web.WebSocketResponse(protocols=streaming.PROTOCOLS, autoping=True)
         try:
             path, status, writer, once = self.kubelet.runtime.attach_context(uid, ctr)
@@ -330,12 +336,9 @@ class KubeletServer:
         reach the pod's ports on the host's loopback, as upstream dials localhost inside
         the pod's network namespace."""
         ns, name = request.match_info["ns"], request.match_info["pod"]
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return _status(400, "BadRequest", "pyk8s: port-forward needs a WebSocket upgrade "
-                                              "(native SPDY is not supported)")
-        uid = self._pod_uid(ns, name)
-        if uid is None:
-            return _status(404, "NotFound", f'pod "{name}" not found')
+        uid = self._stream_pod(request, "port-forward", ns, name)
+        if isinstance(uid, web.Response):
+            return uid
         ws = web.WebSocketResponse(protocols=portforward.PROTOCOLS, autoping=True,
                                    max_msg_size=0)
         ready = ws.can_prepare(request)

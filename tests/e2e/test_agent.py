@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -42,6 +43,26 @@ class AgentProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@contextmanager
+def process_node(d: Path, node: str, *agent_args: str
+                 ) -> Iterator[tuple[ServerProcess, AgentProcess]]:
+    """`pyk8s up` (no node of its own) and one `pyk8s agent --runtime process` named
+    `node`, Ready; both stopped on exit."""
+    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced").start(
+        timeout=40)
+    agent = None
+    try:
+        agent = AgentProcess(up, d, "--node-name", node, "--runtime", "process",
+                             *agent_args).start()
+        wait_for("node Ready", lambda: " Ready " in up.kubectl(
+            "get", "nodes", node, "--no-headers", check=False).stdout, timeout=30)
+        yield up, agent
+    finally:
+        if agent is not None:
+            agent.stop()
+        up.stop()
 
 
 @pytest.fixture(scope="module")

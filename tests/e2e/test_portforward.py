@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import KUBECTL, ServerProcess, free_port, wait_for
-from tests.e2e.test_agent import AgentProcess
+from tests.e2e.test_agent import AgentProcess, process_node
 
 NODE = "pf-1"
 
@@ -29,15 +29,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory
     served.mkdir()
     (served / "marker-file.txt").write_text("forwarded\n")
     (served / "big.bin").write_bytes(bytes(range(256)) * (3 * 4096))   # 3 MiB
-    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced").start(
-        timeout=40)
-    agent = None
     pod_port = free_port()
-    try:
-        agent = AgentProcess(up, d, "--node-name", NODE, "--runtime", "process",
-                             "--kubelet-port", str(free_port())).start()
-        wait_for("node Ready", lambda: " Ready " in up.kubectl(
-            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
+    with process_node(d, NODE, "--kubelet-port", str(free_port())) as (up, _):
         up.kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
             "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 2,
@@ -54,10 +47,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory
                 return False
         wait_for("pod web serving", serving, timeout=30)
         yield up, pod_port
-    finally:
-        if agent is not None:
-            agent.stop()
-        up.stop()
 
 
 def kubectl_env(up: ServerProcess) -> dict[str, str]:

@@ -5,14 +5,13 @@ container (restartCount, exit code 143), readiness drives the pod's Ready condit
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import ServerProcess, wait_for
-from tests.e2e.test_agent import AgentProcess
+from tests.conftest import ServerProcess, free_port, wait_for
+from tests.e2e.test_agent import AgentProcess, process_node
 
 NODE = "probe-1"
 
@@ -20,26 +19,9 @@ NODE = "probe-1"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess,
                                                                           AgentProcess]]:
-    d = tmp_path_factory.mktemp("pyk8s-probes")
-    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced").start(
-        timeout=40)
-    agent = None
-    try:
-        agent = AgentProcess(up, d, "--node-name", NODE, "--runtime", "process",
-                             "--container-restart-backoff", "1").start()
-        wait_for("node Ready", lambda: " Ready " in up.kubectl(
-            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
-        yield up, agent
-    finally:
-        if agent is not None:
-            agent.stop()
-        up.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    with process_node(tmp_path_factory.mktemp("pyk8s-probes"), NODE,
+                      "--container-restart-backoff", "1") as cluster:
+        yield cluster
 
 
 def conditions(p: Any) -> dict[str, Any]:

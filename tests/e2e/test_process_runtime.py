@@ -12,7 +12,7 @@ import pytest
 
 from pyk8s.kubelet import crilog
 from tests.conftest import ServerProcess, wait_for
-from tests.e2e.test_agent import AgentProcess
+from tests.e2e.test_agent import AgentProcess, process_node
 from tests.kubelet.test_process_runtime import group_alive
 
 NODE = "proc-1"
@@ -21,20 +21,9 @@ NODE = "proc-1"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess,
                                                                           AgentProcess]]:
-    d = tmp_path_factory.mktemp("pyk8s-process")
-    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced").start(
-        timeout=40)
-    agent = None
-    try:
-        agent = AgentProcess(up, d, "--node-name", NODE, "--runtime", "process",
-                             "--container-restart-backoff", "1").start()
-        wait_for("node Ready", lambda: " Ready " in up.kubectl(
-            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
-        yield up, agent
-    finally:
-        if agent is not None:
-            agent.stop()
-        up.stop()
+    with process_node(tmp_path_factory.mktemp("pyk8s-process"), NODE,
+                      "--container-restart-backoff", "1") as cluster:
+        yield cluster
 
 
 def pod(name: str, script: str, restart: str = "Always", **spec: Any) -> str:

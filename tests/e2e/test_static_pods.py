@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.conftest import ServerProcess, wait_for
-from tests.e2e.test_agent import AgentProcess
+from tests.e2e.test_agent import AgentProcess, process_node
 from tests.e2e.test_process_runtime import pid_alive
 
 NODE = "static-1"
@@ -31,20 +31,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPr
     manifests = d / "manifests"
     manifests.mkdir()
     (manifests / "web.yaml").write_text(manifest(d / "web.pid"))
-    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced").start(
-        timeout=40)
-    agent = None
-    try:
-        agent = AgentProcess(up, d, "--node-name", NODE, "--runtime", "process",
-                             "--fake-cpu", "1", "--pod-manifest-path", str(manifests),
-                             "--file-check-frequency", "1").start()
-        wait_for("node Ready", lambda: " Ready " in up.kubectl(
-            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
+    with process_node(d, NODE, "--fake-cpu", "1", "--pod-manifest-path", str(manifests),
+                      "--file-check-frequency", "1") as (up, agent):
         yield up, agent, d
-    finally:
-        if agent is not None:
-            agent.stop()
-        up.stop()
 
 
 def get(up: ServerProcess, name: str) -> Any:

@@ -14,7 +14,7 @@ import pytest
 import urllib3
 
 from tests.conftest import KUBECTL, ServerProcess, free_port, wait_for
-from tests.e2e.test_agent import AgentProcess
+from tests.e2e.test_agent import AgentProcess, process_node
 
 NODE = "stream-1"
 
@@ -22,25 +22,14 @@ NODE = "stream-1"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess,
                                                                           AgentProcess, int]]:
-    d = tmp_path_factory.mktemp("pyk8s-streaming")
-    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced").start(
-        timeout=40)
-    agent = None
     port = free_port()
-    try:
-        agent = AgentProcess(up, d, "--node-name", NODE, "--runtime", "process",
-                             "--container-restart-backoff", "1",
-                             "--kubelet-port", str(port)).start()
-        wait_for("node Ready", lambda: " Ready " in up.kubectl(
-            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
+    with process_node(tmp_path_factory.mktemp("pyk8s-streaming"), NODE,
+                      "--container-restart-backoff", "1",
+                      "--kubelet-port", str(port)) as (up, agent):
         up.kubectl("apply", "-f", "-", input=pod("shell", "echo one; echo two; echo three; "
                                                           "exec sleep 3600"))
         running(up, "shell")
         yield up, agent, port
-    finally:
-        if agent is not None:
-            agent.stop()
-        up.stop()
 
 
 def pod(name: str, script: str, restart: str = "Always", **spec: Any) -> str:

@@ -7,40 +7,30 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from pyk8s.kubelet import crilog
-from tests.conftest import ServerProcess, wait_for
-from tests.e2e.test_agent import AgentProcess
+from tests.conftest import ServerProcess, needs_root, wait_for
+from tests.e2e.test_agent import AgentProcess, process_node
 
 NODE = "vol-1"
 MOUNT = "/etc/pyk8s-e2e-cfg/deep"      # /etc exists, /etc/pyk8s-e2e-cfg does not
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="volume mounts need root")
+pytestmark = needs_root
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess,
                                                                           AgentProcess]]:
     d = tmp_path_factory.mktemp("pyk8s-volumes")
-    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced").start(
-        timeout=40)
-    agent = None
     try:
-        agent = AgentProcess(up, d, "--node-name", NODE, "--runtime", "process",
-                             "--container-restart-backoff", "1", "--volume-sync-period", "1",
-                             "--kubelet-port", "0").start()
-        wait_for("node Ready", lambda: " Ready " in up.kubectl(
-            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
-        yield up, agent
+        with process_node(d, NODE, "--container-restart-backoff", "1",
+                          "--volume-sync-period", "1", "--kubelet-port", "0") as cluster:
+            yield cluster
     finally:
-        if agent is not None:
-            agent.stop()
-        up.stop()
         data = str(d)
         with open("/proc/self/mountinfo") as f:
             left = [line for line in f if data in line or "pyk8s-e2e-cfg" in line]

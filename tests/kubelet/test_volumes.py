@@ -12,6 +12,7 @@ import pytest
 from pyk8s.kubelet import crilog
 from pyk8s.kubelet.volumes import VolumeError, VolumeManager
 from pyk8s.kubelet.volumes.atomic_writer import DATA_DIR, FileProjection, write_payload
+from tests.conftest import needs_root
 
 
 def test_atomic_writer_layout(tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_process_runtime_needs_root_for_mounts(tmp_path: Path,
     asyncio.run(rt.create_container("u1", {"name": "c"}, config=ContainerConfig(argv=["true"])))
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+@needs_root
 def test_launcher_mounts(tmp_path: Path) -> None:
     import json
     import subprocess
@@ -156,7 +157,7 @@ def test_launcher_mounts(tmp_path: Path) -> None:
     assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+@needs_root
 def test_process_runtime_mounts_and_exec(tmp_path: Path) -> None:
     from pyk8s.kubelet.runtime import ContainerConfig
     from pyk8s.kubelet.runtimes.process import ProcessRuntime
