@@ -23,19 +23,25 @@ venv: $(VENV)/.installed
 
 dev-venv: $(VENV)/.dev-installed
 
-# System packages the suite drives: real kubectl is expected at /usr/bin/kubectl, and
-# etcd (Debian's etcd-server) for the etcd storage backend's tests.
+# System packages the suite drives: real kubectl is expected at /usr/bin/kubectl, etcd
+# (Debian's etcd-server) for the etcd storage backend's tests, and for real containers
+# (the oci runtime): runc, crun, the CNI plugins, busybox-static (test images),
+# docker-registry and skopeo (a local registry to pull from), iptables.
+SYSTEM_PACKAGES := kubectl:kubectl etcd:etcd-server runc:runc crun:crun \
+	/usr/lib/cni/bridge:containernetworking-plugins busybox:busybox-static \
+	docker-registry:docker-registry skopeo:skopeo iptables:iptables
 system-deps:
-	@if ! command -v kubectl >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q kubectl; \
-	  else echo "kubectl missing: install it (apt-get install kubectl)" >&2; exit 1; fi; \
-	fi
-	@if ! command -v etcd >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q etcd-server; \
-	  else echo "etcd missing: install it (apt-get install etcd-server)" >&2; exit 1; fi; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  if ! command -v $$cmd >/dev/null 2>&1 && [ ! -e $$cmd ]; then missing="$$missing $$pkg"; fi; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
+	  else echo "missing:$$missing (apt-get install$$missing)" >&2; exit 1; fi; \
 	fi
 
-up: venv
+# The local node runs real containers when it can (root, runc, CNI plugins).
+up: venv system-deps
 	@echo "Starting pyk8s (SQLite state in $(DATA_DIR)/). When it is listening:"
 	@echo "  export KUBECONFIG=$(abspath $(DATA_DIR))/kubeconfig.yaml"
 	@echo "  kubectl get namespaces"

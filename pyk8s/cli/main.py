@@ -209,7 +209,7 @@ async def run_server(args: argparse.Namespace) -> None:
         local_node = asyncio.create_task(run_local_node(
             url, creds.node_token if creds else "", creds.ca_cert if creds else None,
             data_dir / "agent", args.node_name, args.runtime, stop,
-            pod_manifest_path=args.pod_manifest_path), name="local-node")
+            pod_manifest_path=args.pod_manifest_path, runtime_args=args), name="local-node")
     await stop.wait()
     log.info("shutting down")
     # The local node first: its containers stop before the API server does.
@@ -280,10 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--node-name", default=None, help="the local node's name (default: the "
                                                          "host name)")
     p_up.add_argument("--runtime", default=None, choices=["oci", "process", "fake"],
-                      help="the local node's runtime (default: oci when available, else "
-                           "process; oci: not implemented yet)")
+                      help="the local node's runtime (default: oci when available — root, "
+                           "runc or crun, CNI plugins — else process)")
     p_up.add_argument("--pod-manifest-path", default="",
                       help="static pods of the local node: a directory (or file) of manifests")
+    from pyk8s.kubelet.agent import add_container_runtime_args
+    add_container_runtime_args(p_up)
     p_cm = sub.add_parser("controller-manager", help="run the controllers alone")
     p_cm.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
     p_cm.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
@@ -302,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             from pyk8s.kubelet.agent import default_runtime
             args.runtime = args.runtime or default_runtime()
             if args.runtime == "oci":
-                parser.error("--runtime oci: not implemented yet (use process or fake)")
+                from pyk8s.kubelet.runtimes.oci import oci_available
+                if not oci_available():
+                    parser.error("--runtime oci needs root, runc or crun, and the CNI "
+                                 "plugins (apt-get install runc containernetworking-plugins)")
         print(f"pyk8s: starting; then use: export KUBECONFIG={kc}; kubectl get ns", flush=True)
         if not args.disable_agent:
             print("pyk8s: try: kubectl create deployment hello --image=busybox -- sleep 3600; "

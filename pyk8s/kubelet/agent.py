@@ -51,8 +51,8 @@ def add_agent_parser(sub: Any) -> None:
     p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node")
     p.add_argument("--runtime", default="fake",
-                   help="fake (hollow containers) or process (host processes, no images; "
-                        "oci: not implemented yet)")
+                   help="fake (hollow containers), process (host processes, no images) or "
+                        "oci (containers from images with runc / crun; root)")
     p.add_argument("--container-restart-backoff", type=float, default=10.0,
                    help="first crash-loop back-off in seconds (doubles up to the maximum)")
     p.add_argument("--container-restart-backoff-max", type=float, default=300.0)
@@ -77,6 +77,32 @@ def add_agent_parser(sub: Any) -> None:
                    help="pyk8s: seconds between Lease renewals (upstream: a quarter of the "
                         "40 s lease duration)")
     p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+    add_container_runtime_args(p)
+
+
+def add_container_runtime_args(p: Any) -> None:
+    """The oci runtime's flags, on `pyk8s agent` and `pyk8s up`."""
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
+                   help="oci: a registry reached over plain HTTP (or HTTPS without "
+                        "verification), e.g. 127.0.0.1:5000; repeatable")
+    p.add_argument("--cni-bridge", default="cni0",
+                   help="oci: the Linux bridge of the node's pod network")
+    p.add_argument("--cluster-dns", default="",
+                   help="oci: the cluster DNS server's IP(s), comma-separated (pods with "
+                        "dnsPolicy ClusterFirst use them; none: the node's resolv.conf, with "
+                        "a MissingClusterDNS event, as upstream)")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                   help="the resolver configuration dnsPolicy Default pods get")
+
+
+def oci_options(args: argparse.Namespace, node_name: str) -> dict[str, Any]:
+    return {"node_name": node_name,
+            "insecure_registries": tuple(args.insecure_registry or ()),
+            "cni_bridge": args.cni_bridge,
+            "cluster_dns": tuple(x.strip() for x in (args.cluster_dns or "").split(",")
+                                 if x.strip()),
+            "cluster_domain": args.cluster_domain, "resolv_conf": args.resolv_conf}
 
 
 def _labels(s: str) -> dict[str, str]:
@@ -101,11 +127,11 @@ async def run_agent(args: argparse.Namespace) -> None:
         raise SystemExit("pyk8s agent: --count must be at least 1")
     if args.count > 1 and args.runtime != "fake":
         raise SystemExit("pyk8s agent: --count > 1 needs --runtime fake (hollow nodes)")
+    name = (args.node_name or socket.gethostname()).lower()
     try:
-        runtime = make_runtime(args.runtime, str(data_dir))
+        runtime = make_runtime(args.runtime, str(data_dir), oci_options(args, name))
     except NotImplementedRuntime as e:
         raise SystemExit(f"pyk8s agent: {e}") from None
-    name = (args.node_name or socket.gethostname()).lower()
     resources = NodeResources(
         cpu=args.fake_cpu or os.cpu_count() or 1,
         memory_bytes=_memory(args.fake_memory) if args.fake_memory else read_meminfo_bytes(),
@@ -183,18 +209,21 @@ async def run_hollow_nodes(client: RESTClient, base: KubeletOptions, count: int,
 
 
 def default_runtime() -> str:
-    """`oci` when available, else `process`; the OCI runtime is not implemented yet."""
-    return "process"
+    """`oci` when available (root, runc or crun, the CNI plugins), else `process`."""
+    from pyk8s.kubelet.runtimes.oci import oci_available
+    return "oci" if oci_available() else "process"
 
 
 async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir: Path,
                          node_name: str | None, runtime_name: str,
-                         stop: asyncio.Event, pod_manifest_path: str = "") -> None:
+                         stop: asyncio.Event, pod_manifest_path: str = "",
+                         runtime_args: argparse.Namespace | None = None) -> None:
     """`pyk8s up`'s own node (as k3s server's embedded agent): a kubelet in the same
     process, with the node token; its containers stop with it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    runtime = make_runtime(runtime_name, str(data_dir))
     name = (node_name or socket.gethostname()).lower()
+    runtime = make_runtime(runtime_name, str(data_dir),
+                           oci_options(runtime_args, name) if runtime_args else None)
     resources = NodeResources(cpu=os.cpu_count() or 1, memory_bytes=read_meminfo_bytes(),
                               ephemeral_bytes=filesystem_bytes(str(data_dir)), pods=110)
     ca = ca_file.read_bytes() if ca_file is not None else None

@@ -181,6 +181,31 @@ async def pipe_reader(fd: int) -> tuple[asyncio.BaseTransport, asyncio.StreamRea
     return transport, reader
 
 
+async def pump_pipes(fds: list[tuple[int, str]], path: str | os.PathLike[str]
+                     ) -> list[asyncio.Task[None]]:
+    """Pump the read ends of a container's stdout / stderr pipes (fd, STDOUT | STDERR)
+    into its log file as CRI records, one task per pipe; the file closes after the last."""
+    logf = LogFile(path)
+    logf.users = len(fds)
+
+    async def one(reader: asyncio.StreamReader, stream: str,
+                  transport: asyncio.BaseTransport) -> None:
+        try:
+            await pump(reader, stream, logf)
+        finally:
+            transport.close()
+            logf.users -= 1
+            if logf.users == 0:
+                logf.close()
+
+    tasks = []
+    for fd, stream in fds:
+        transport, reader = await pipe_reader(fd)
+        tasks.append(asyncio.create_task(one(reader, stream, transport),
+                                         name=f"log {path} {stream}"))
+    return tasks
+
+
 class LogRenderer:
     """Turns CRI records back into a container's output, as upstream's kubelet writes it
     for `kubectl logs`: each record's content, P records joined with what follows them on

@@ -19,13 +19,13 @@ from pyk8s.client.rest import AlreadyExists, Conflict, NotFound, RESTClient, res
 from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.kubelet.admission import admit, rejected_status
 from pyk8s.kubelet.envvars import (CachedGetter, ContainerConfigError, container_argv,
-                                   make_environment)
+                                   expand, make_environment)
 from pyk8s.kubelet.lease import NodeLease
 from pyk8s.kubelet.node import (NODE_STATUS_REPORT_FREQUENCY, NODE_STATUS_UPDATE_FREQUENCY,
                                 NodeConfig, NodeHealth, build_node, build_node_status,
                                 now_rfc3339, should_post)
 from pyk8s.kubelet.podworkers import (Backoff, PodIPAM, build_pod_status,
-                                      crash_loop_message, pod_status_changed)
+                                      crash_loop_message, go_duration, pod_status_changed)
 from pyk8s.kubelet.prober import ProbeManager
 from pyk8s.kubelet.prober.lifecycle import MINIMUM_GRACE_PERIOD, POST_START_TIMEOUT, hook_of, \
     run_hook
@@ -83,6 +83,9 @@ class Kubelet:
         self.events = EventBroadcaster(client)
         self.recorder = self.events.new_recorder("kubelet", host=self.name)
         self.backoff = Backoff(options.backoff_initial, options.backoff_max)
+        # Image pulls back off per pod and image (upstream: 10 s doubling to 5 min).
+        self.image_backoff = Backoff(options.backoff_initial, options.backoff_max)
+        self._pull_failures: dict[str, float] = {}
         # ConfigMaps / Secrets for env (envvars.py) and volumes, pod volumes (volumes/).
         self.objects = CachedGetter(client, ttl=min(1.0, options.volume_sync_period))
         self.tokens = TokenCache(client)
@@ -149,6 +152,38 @@ class Kubelet:
         self._last_report = mono
         return True
 
+    def _take_pod_cidr(self, node: Obj) -> bool:
+        cidr = (node.get("spec") or {}).get("podCIDR") or ""
+        if not cidr:
+            return False
+        if cidr != self.o.pod_cidr or not getattr(self.runtime, "pod_cidr", cidr):
+            log.info("node %s: pod CIDR %s", self.name, cidr)
+            self.o.pod_cidr = cidr
+            self.runtime.set_pod_cidr(cidr)
+            for key in list(self.pods.store.keys()) + list(self.static):
+                self.queue.add(key)
+        return True
+
+    async def _pod_cidr_loop(self, stop: asyncio.Event) -> None:
+        """Upstream's kubelet takes spec.podCIDR from its Node (the controller manager's
+        node IPAM sets it); until then pods wait with NetworkNotReady."""
+        delay = 0.2
+        while not stop.is_set():
+            node = self._node
+            try:
+                if not (node.get("spec") or {}).get("podCIDR"):
+                    node = await self.client.get(resource_path("", "v1", "nodes",
+                                                               name=self.name))
+                if self._take_pod_cidr(node):
+                    return
+            except Exception as e:
+                log.warning("reading node %s: %s", self.name, e)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return
+            except asyncio.TimeoutError:
+                delay = min(delay * 2, 5.0)
+
     async def _node_status_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
@@ -180,14 +215,23 @@ class Kubelet:
             return
         if key not in self._uids and not await self._admit(key, pod, mirror):
             return
-        pod_ip = self.ipam.allocate(uid) if not (
-            (pod.get("spec") or {}).get("hostNetwork") or self.runtime.host_network) \
-            else self.o.node.node_ip
-        if key not in self._uids:
-            self.runtime.set_pod(pod, pod_ip)
+        new = key not in self._uids
+        if new:
             self._uids[key] = uid
             self._refs[uid] = pod
             log.info("starting pod %s (%s)", key, uid)
+        if self.runtime.needs_pod_cidr:
+            pod_ip = await self._sandbox(key, pod, mirror)
+            if pod_ip is None:
+                return
+            if new or self.runtime.pod_ip(uid) != pod_ip:
+                self.runtime.set_pod(pod, pod_ip)
+        else:
+            pod_ip = self.ipam.allocate(uid) if not (
+                (pod.get("spec") or {}).get("hostNetwork") or self.runtime.host_network) \
+                else self.o.node.node_ip
+            if new:
+                self.runtime.set_pod(pod, pod_ip)
         waiting, retry = await self._sync_containers(pod)
         self.probes.add_pod(pod, pod_ip)
         status = build_pod_status(
@@ -196,7 +240,29 @@ class Kubelet:
             probes=lambda phase, sts: self.probes.update_pod_status(uid, phase, sts))
         if retry is not None and status["phase"] not in ("Succeeded", "Failed"):
             self.queue.add_after(key, retry)
+        if status["phase"] in ("Succeeded", "Failed"):
+            await self.runtime.stop_pod_sandbox(uid)
         await self._post_status(key, pod, mirror, status)
+
+    async def _sandbox(self, key: str, pod: Obj, mirror: Obj | None) -> str | None:
+        """The pod's sandbox (namespaces, CNI network) through the runtime; its IP, or None
+        when it cannot be made yet (no pod CIDR, a CNI error): an event, and a retry."""
+        uid = pod["metadata"]["uid"]
+        try:
+            ip = await self.runtime.run_pod_sandbox(pod, self.o.node.node_ip)
+        except Exception as e:
+            reason = getattr(e, "reason", "FailedCreatePodSandBox")
+            log.info("pod %s: %s: %s", key, reason, e)
+            self._event(pod, "", False, WARNING, reason, str(e))
+            self.queue.add_after(key, 1.0 if reason == "NetworkNotReady" else 2.0)
+            return None
+        for w_uid, reason, message in getattr(self.runtime, "warnings", [])[:]:
+            self.runtime.warnings.remove((w_uid, reason, message))
+            self._event(self._refs.get(w_uid), "", False, WARNING, reason, message)
+        return ip or self.o.node.node_ip
+
+    def _pod_ip(self, uid: str) -> str:
+        return self.runtime.pod_ip(uid) or self.ipam.get(uid) or self.o.node.node_ip
 
     async def _post_status(self, key: str, pod: Obj, mirror: Obj | None, status: Obj) -> None:
         """PATCH pods/status when it changed; a static pod keeps its status itself and
@@ -322,16 +388,21 @@ class Kubelet:
         """Upstream's generateContainerConfig: env (envvars.py), argv `$(VAR)`-expanded,
         the volume mounts (the pod's volumes are set up on the first container)."""
         uid = pod["metadata"]["uid"]
-        pod_ip = self.ipam.get(uid) or self.o.node.node_ip
+        pod_ip = self._pod_ip(uid)
         host_ip = self.o.node.node_ip
         if (pod.get("spec") or {}).get("volumes") and uid not in self.volumes.pods():
             await self.volumes.setup(pod, pod_ip, host_ip)
         env = await make_environment(pod, ctr, self.objects, pod_ip, host_ip,
                                      self.o.node.resources.allocatable())
         mounts = self.volumes.mounts(pod, ctr) if ctr.get("volumeMounts") else []
-        return ContainerConfig(argv=container_argv(ctr, dict(env)), env=env,
+        envd = dict(env)
+        return ContainerConfig(argv=container_argv(ctr, envd), env=env,
                                working_dir=ctr.get("workingDir") or "", mounts=mounts,
-                               stage_dir=str(self.volumes.stage_dir(uid)))
+                               stage_dir=str(self.volumes.stage_dir(uid)),
+                               command=[expand(str(a), envd) for a in ctr["command"]]
+                               if ctr.get("command") else None,
+                               args=[expand(str(a), envd) for a in ctr["args"]]
+                               if ctr.get("args") else None)
 
     async def _volume_sync_loop(self, stop: asyncio.Event) -> None:
         """Refresh mounted ConfigMaps / Secrets / downward API files of running pods."""
@@ -348,8 +419,7 @@ class Kubelet:
                 if pod is None or pod["metadata"].get("uid") != uid:
                     continue
                 try:
-                    await self.volumes.refresh(pod, self.ipam.get(uid) or self.o.node.node_ip,
-                                               self.o.node.node_ip)
+                    await self.volumes.refresh(pod, self._pod_ip(uid), self.o.node.node_ip)
                 except Exception as e:   # pragma: no cover - logged, next round retries
                     log.warning("refreshing volumes of pod %s: %s", key, e)
 
@@ -380,8 +450,15 @@ class Kubelet:
         async def start(ctr: Obj, init: bool) -> Any:
             nonlocal retry
             name = ctr["name"]
-            self._event(pod, name, init, NORMAL, "Pulled",
-                        f'Container image "{ctr.get("image", "")}" already present on machine')
+            if self.runtime.images is None:
+                self._event(pod, name, init, NORMAL, "Pulled",
+                            f'Container image "{ctr.get("image", "")}" already present on '
+                            f'machine')
+            else:
+                pull_retry = await self._pull_image(pod, ctr, init, waiting)
+                if pull_retry is not None:
+                    retry = pull_retry if retry is None else min(retry, pull_retry)
+                    return None
             try:
                 config = await self._container_config(pod, ctr)
                 cid = await self.runtime.create_container(uid, ctr, init=init, config=config)
@@ -455,6 +532,74 @@ class Kubelet:
                     await start(ctr, False)
         return waiting, retry
 
+    # -- images ---------------------------------------------------------------------------
+    async def _pull_image(self, pod: Obj, ctr: Obj, init: bool,
+                          waiting: dict[str, tuple[str, str]]) -> float | None:
+        """Upstream's imageManager.EnsureImageExists: the image by its pull policy, with
+        Pulling / Pulled / Failed / BackOff events; on failure the container waits
+        (ErrImagePull, then ImagePullBackOff while backing off: 10 s doubling to 5 min per
+        pod and image). Returns None when the image is there, else when to look again."""
+        uid, name = pod["metadata"]["uid"], ctr["name"]
+        image = str(ctr.get("image") or "")
+        policy = ctr.get("imagePullPolicy") or ""
+        images = self.runtime.images
+        key = f"{uid}/{image}"
+        now = time.time()
+        failed_at = self._pull_failures.get(key)
+        if failed_at is not None and self.image_backoff.in_backoff_since(key, failed_at, now):
+            msg = f'Back-off pulling image "{image}"'
+            waiting[name] = ("ImagePullBackOff", msg)
+            self._event(pod, name, init, NORMAL, "BackOff", msg)
+            self._event(pod, name, init, WARNING, "Failed", "Error: ImagePullBackOff")
+            return max(failed_at + self.image_backoff.get(key) - now, 0.05)
+        present = images.present(image) if policy != "Always" else False
+        if present:
+            self._event(pod, name, init, NORMAL, "Pulled",
+                        f'Container image "{image}" already present on machine')
+            return None
+        if policy == "Never":
+            msg = f'Container image "{image}" is not present with pull policy of Never'
+            waiting[name] = ("ErrImageNeverPull", msg)
+            self._event(pod, name, init, WARNING, "ErrImageNeverPull", msg)
+            return 5.0
+        self._event(pod, name, init, NORMAL, "Pulling", f'Pulling image "{image}"')
+        t0 = time.monotonic()
+        try:
+            secrets = await self._pull_secrets(pod)
+            _, _, seconds, size = await images.ensure(image, policy, secrets)
+        except Exception as e:
+            reason = getattr(e, "reason", "ErrImagePull")
+            if reason == "InvalidImageName":
+                msg = f'Failed to apply default image tag "{image}": {e}'
+                waiting[name] = ("InvalidImageName", msg)
+                self._event(pod, name, init, WARNING, "InspectFailed", msg)
+                return 30.0
+            log.info("pod %s: pulling %s: %s", uid, image, e)
+            self._event(pod, name, init, WARNING, "Failed",
+                        f'Failed to pull image "{image}": {e}')
+            self._event(pod, name, init, WARNING, "Failed", "Error: ErrImagePull")
+            waiting[name] = ("ErrImagePull", str(e))
+            self.image_backoff.next(key, now)
+            self._pull_failures[key] = now
+            return self.image_backoff.get(key)
+        self._pull_failures.pop(key, None)
+        total = time.monotonic() - t0
+        self._event(pod, name, init, NORMAL, "Pulled",
+                    f'Successfully pulled image "{image}" in {go_duration(seconds)} '
+                    f'({go_duration(total)} including waiting). Image size: {size} bytes.')
+        return None
+
+    async def _pull_secrets(self, pod: Obj) -> list[Obj]:
+        """The pod's imagePullSecrets (missing ones are skipped, as upstream)."""
+        ns = pod["metadata"].get("namespace", "default")
+        out = []
+        for ref in (pod.get("spec") or {}).get("imagePullSecrets") or []:
+            if ref.get("name"):
+                s = await self.objects("secret", ns, ref["name"])
+                if s is not None:
+                    out.append(s)
+        return out
+
     # -- probes and lifecycle hooks (prober/) -----------------------------------------------
     def _probe_failed(self, uid: str, container: str, kind: str, output: str) -> None:
         self._event(self._refs.get(uid), container, False, WARNING, "Unhealthy",
@@ -468,7 +613,7 @@ class Kubelet:
         if hook is None:
             return
         err = await run_hook(self.runtime, pod, c.name, c.container_id, hook,
-                             self.ipam.get(uid) or self.o.node.node_ip, POST_START_TIMEOUT)
+                             self._pod_ip(uid), POST_START_TIMEOUT)
         if err is None:
             return
         log.info("pod %s: %s", uid, err)
@@ -488,7 +633,7 @@ class Kubelet:
             try:
                 err = await asyncio.wait_for(run_hook(
                     self.runtime, pod, c.name, c.container_id, hook,
-                    self.ipam.get(uid) or self.o.node.node_ip, grace), grace)
+                    self._pod_ip(uid), grace), grace)
             except asyncio.TimeoutError:
                 err = None   # upstream: the hook ran out the grace period
             if err is not None:
@@ -510,6 +655,9 @@ class Kubelet:
         self.volumes.teardown(uid)
         self.tokens.forget(uid)
         self.backoff.forget(f"{uid}/")
+        self.image_backoff.forget(f"{uid}/")
+        for k in [k for k in self._pull_failures if k.startswith(f"{uid}/")]:
+            del self._pull_failures[k]
         self.ipam.release(uid)
 
     async def _terminate(self, key: str, pod: Obj) -> None:
@@ -544,6 +692,7 @@ class Kubelet:
         if stop.is_set():
             return
         lease = NodeLease(self.client, self.name, self.node_uid, self.o.lease_interval)
+        await self.runtime.start()
         self.events.start()
         self.rescan_static_pods()
         tasks = [asyncio.create_task(lease.run(stop), name="node-lease"),
@@ -552,6 +701,8 @@ class Kubelet:
                  asyncio.create_task(run_workers(self.queue, self.sync_pod, self.o.workers,
                                                  name="kubelet-pods"), name="pod-workers")]
         tasks.append(asyncio.create_task(self._volume_sync_loop(stop), name="volume-sync"))
+        if self.runtime.needs_pod_cidr:
+            tasks.append(asyncio.create_task(self._pod_cidr_loop(stop), name="pod-cidr"))
         self.pods.start()
         try:
             await stop.wait()

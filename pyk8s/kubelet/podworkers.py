@@ -52,9 +52,11 @@ class PodIPAM:
 
 
 def _terminated(c: ContainerStatus) -> Obj:
-    return {"terminated": {"exitCode": c.exit_code, "reason": c.reason,
-                           "startedAt": c.started_at, "finishedAt": c.finished_at,
-                           "containerID": c.container_id}}
+    term = {"exitCode": c.exit_code, "reason": c.reason, "startedAt": c.started_at,
+            "finishedAt": c.finished_at, "containerID": c.container_id}
+    if c.message:
+        term["message"] = c.message
+    return {"terminated": term}
 
 
 def container_status_obj(c: ContainerStatus, previous: ContainerStatus | None = None,

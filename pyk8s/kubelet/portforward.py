@@ -16,11 +16,14 @@ import asyncio
 import contextlib
 import logging
 import struct
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
 from pyk8s.kubelet import spdy
+
+# A runtime's way into a pod's network namespace: port → connection to localhost:port there.
+Dialer = Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 log = logging.getLogger("pyk8s.kubelet.portforward")
 
@@ -47,19 +50,26 @@ def parse_ports(values: list[str]) -> list[int]:
     return ports
 
 
-async def _dial(host: str | None, port: int
+async def _dial(host: "str | Dialer | None", port: int
                 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect to the pod's port; `host` None: the runtime cannot forward (`REFUSED`)."""
+    """Connect to the pod's port: on `host`, or through the runtime's dialer (inside the
+    pod's network namespace); `host` None: the runtime cannot forward (`REFUSED`)."""
     if host is None:
         raise OSError(REFUSED)
     try:
+        if callable(host):
+            return await asyncio.wait_for(host(port), 10)
         return await asyncio.wait_for(asyncio.open_connection(host, port), 10)
     except asyncio.TimeoutError:
-        raise OSError(f"dial tcp4 {host}:{port}: i/o timeout") from None
+        raise OSError(f"dial tcp4 {_addr(host)}:{port}: i/o timeout") from None
     except OSError as e:
         reason = "connection refused" if isinstance(e, ConnectionRefusedError) else \
             (e.strerror or str(e)).lower()
-        raise OSError(f"dial tcp4 {host}:{port}: connect: {reason}") from None
+        raise OSError(f"dial tcp4 {_addr(host)}:{port}: connect: {reason}") from None
+
+
+def _addr(host: "str | Dialer") -> str:
+    return "127.0.0.1" if callable(host) else host
 
 
 def _error_message(port: int, pod: str, uid: str, err: Exception) -> str:
@@ -68,7 +78,7 @@ def _error_message(port: int, pod: str, uid: str, err: Exception) -> str:
 
 # -- v4 channel protocol ------------------------------------------------------------------
 
-async def run_channels(ws: web.WebSocketResponse, host: str | None, ports: list[int], pod: str,
+async def run_channels(ws: web.WebSocketResponse, host: "str | Dialer | None", ports: list[int], pod: str,
                        uid: str) -> None:
     lock = asyncio.Lock()
 
@@ -155,7 +165,7 @@ class _Stream:
 
 
 class SpdySession:
-    def __init__(self, ws: web.WebSocketResponse, host: str | None, pod: str,
+    def __init__(self, ws: web.WebSocketResponse, host: "str | Dialer | None", pod: str,
                  uid: str) -> None:
         self.ws = ws
         self.host = host
@@ -318,5 +328,5 @@ class SpdySession:
             self.streams.pop(err.id, None)
 
 
-async def run_spdy(ws: web.WebSocketResponse, host: str | None, pod: str, uid: str) -> None:
+async def run_spdy(ws: web.WebSocketResponse, host: "str | Dialer | None", pod: str, uid: str) -> None:
     await SpdySession(ws, host, pod, uid).run()

@@ -3,6 +3,7 @@ create / start / kill containers of a pod sandbox, and their status."""
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ class ContainerStatus:
     finished_at: str = ""
     exit_code: int = 0
     reason: str = ""
+    message: str = ""
     restart_count: int = 0
     init: bool = False
     finished_time: float = 0.0   # time.time() of finished_at (backoff), 0 if not exited
@@ -36,6 +38,10 @@ class ContainerConfig:
     mounts: list[tuple[str, str, bool]] = field(default_factory=list)
     # A per-pod empty directory a runtime may mount over privately (launcher.py).
     stage_dir: str = ""
+    # `command` and `args` on their own, expanded (None: not set), for runtimes that
+    # merge them with an image's Entrypoint / Cmd.
+    command: list[str] | None = None
+    args: list[str] | None = None
 
 
 class CreateContainerError(Exception):
@@ -55,6 +61,27 @@ class Runtime(abc.ABC):
     host_network: bool = False
     # The kubelet runs the containers' liveness / readiness / startup probes (prober/).
     run_probes: bool = True
+    # Pods need the Node's spec.podCIDR before they can start (a CNI pod network).
+    needs_pod_cidr: bool = False
+    # The image service (images/ImageManager) when containers run from images, else None.
+    images: Any = None
+
+    async def start(self) -> None:
+        """Prepare the runtime (clean what an earlier agent left); before the first pod."""
+
+    def set_pod_cidr(self, cidr: str) -> None:
+        """The Node's spec.podCIDR, once known."""
+
+    async def run_pod_sandbox(self, pod: Obj, node_ip: str) -> str | None:
+        """Set up the pod's sandbox (namespaces, network); its IP, or None when the kubelet
+        hands out pod IPs itself."""
+        return None
+
+    async def stop_pod_sandbox(self, pod_uid: str) -> None:
+        """A pod that finished gives back its network (its containers stay, for logs)."""
+
+    def pod_ip(self, pod_uid: str) -> str | None:
+        return None
 
     def set_pod(self, pod: Obj, pod_ip: str) -> None:
         """The pod a uid's containers belong to (env from fieldRef); before creating."""
@@ -100,10 +127,10 @@ class Runtime(abc.ABC):
         is no such instance."""
         raise NotImplementedError(f"the {self.name} runtime keeps no container logs")
 
-    def exec_context(self, pod_uid: str, name: str, argv: list[str]
+    def exec_context(self, pod_uid: str, name: str, argv: list[str], tty: bool = False
                      ) -> tuple[list[str], dict[str, str], str | None]:
-        """(argv, env, working dir) that run `argv` as a `kubectl exec` command in a
-        running container."""
+        """(argv, env, working dir) of a host process that runs `argv` as a `kubectl exec`
+        command in a running container."""
         raise NotImplementedError(f"the {self.name} runtime does not support exec")
 
     def attach_context(self, pod_uid: str, name: str) -> tuple[Any, ContainerStatus, Any, bool]:
@@ -123,7 +150,8 @@ class NotImplementedRuntime(Exception):
     pass
 
 
-def make_runtime(name: str, data_dir: str = ".pyk8s-agent") -> Runtime:
+def make_runtime(name: str, data_dir: str = ".pyk8s-agent",
+                 oci_options: dict[str, Any] | None = None) -> Runtime:
     if name == "fake":
         from pyk8s.kubelet.runtimes.fake import FakeRuntime
         return FakeRuntime()
@@ -131,6 +159,12 @@ def make_runtime(name: str, data_dir: str = ".pyk8s-agent") -> Runtime:
         from pyk8s.kubelet.runtimes.process import ProcessRuntime
         return ProcessRuntime(data_dir)
     if name == "oci":
-        raise NotImplementedRuntime(f"runtime {name!r} is not implemented yet "
-                                    f"(only 'fake' and 'process' are)")
+        from pyk8s.kubelet.runtimes.oci import OCIRuntime, find_oci_runtime
+        if os.geteuid() != 0:
+            raise NotImplementedRuntime("runtime 'oci' needs root (namespaces, mounts, "
+                                        "cgroups); use --runtime process")
+        if find_oci_runtime() is None:
+            raise NotImplementedRuntime("runtime 'oci' needs runc or crun on PATH "
+                                        "(apt-get install runc)")
+        return OCIRuntime(data_dir, **(oci_options or {}))
     raise NotImplementedRuntime(f"unknown runtime {name!r}")

@@ -278,7 +278,8 @@ class KubeletServer:
             return uid
         ws = web.WebSocketResponse(protocols=streaming.PROTOCOLS, autoping=True)
         try:
-            argv, env, cwd = self.kubelet.runtime.exec_context(uid, ctr, argv)
+            argv, env, cwd = self.kubelet.runtime.exec_context(
+                uid, ctr, argv, tty=streaming.query_bool(request, "tty"))
         except (NotImplementedError, LookupError) as e:
             return await self._stream_error(request, ws, f"error executing command in "
                                                          f"container: {e}")
@@ -355,7 +356,11 @@ class KubeletServer:
                 return _status(400, "BadRequest", 'query parameter "ports" is required')
         # Other runtimes (fake) have no reachable pod network: each forwarded connection
         # fails on its error stream, as exec's failures do.
-        host = "127.0.0.1" if self.kubelet.runtime.host_network else None
+        rt = self.kubelet.runtime
+        host: Any = "127.0.0.1" if rt.host_network else None
+        dial = getattr(rt, "dial", None)
+        if dial is not None:   # inside the pod's network namespace (oci)
+            host = lambda port: dial(uid, port)  # noqa: E731
         await ws.prepare(request)
         pod = f"{ns}/{name}"
         if spdy_tunnel:

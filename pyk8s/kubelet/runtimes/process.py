@@ -170,26 +170,10 @@ class ProcessRuntime(Runtime):
             if p.proc is not None:
                 os.close(out_w)
                 os.close(err_w)
-        logf = crilog.LogFile(path)
-        logf.users = 2
-        p.pumps = []
-        for fd, stream in ((out_r, crilog.STDOUT), (err_r, crilog.STDERR)):
-            transport, reader = await crilog.pipe_reader(fd)
-            p.pumps.append(asyncio.create_task(self._pump(reader, stream, logf, transport),
-                                               name=f"log {st.name} {stream}"))
+        p.pumps = await crilog.pump_pipes([(out_r, crilog.STDOUT), (err_r, crilog.STDERR)],
+                                          path)
         st.state = "running"
         p.waiter = asyncio.create_task(self._wait(p), name=f"container {st.name}")
-
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, stream: str, logf: crilog.LogFile,
-                    transport: asyncio.BaseTransport) -> None:
-        try:
-            await crilog.pump(reader, stream, logf)
-        finally:
-            transport.close()
-            logf.users -= 1
-            if logf.users == 0:
-                logf.close()
 
     async def _wait(self, p: _Proc) -> None:
         assert p.proc is not None
@@ -264,7 +248,7 @@ class ProcessRuntime(Runtime):
         path = self.log_path(pod_uid, name, restart)
         return path, (None if previous else p.status)
 
-    def exec_context(self, pod_uid: str, name: str, argv: list[str]
+    def exec_context(self, pod_uid: str, name: str, argv: list[str], tty: bool = False
                      ) -> tuple[list[str], dict[str, str], str | None]:
         p = self._latest(pod_uid, name)
         if p is None or p.status.state != "running":
