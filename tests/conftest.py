@@ -103,7 +103,7 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(float(os.environ.get("PYK8S_TEST_STOP_WAIT", "10")))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -82,7 +82,7 @@ BUILTIN: tuple[ResourceInfo, ...] = (
     _r("", "v1", "Endpoints", "endpoints", short=["ep"]),
     _r("", "v1", "ConfigMap", "configmaps", short=["cm"]),
     _r("", "v1", "Secret", "secrets"),
-    _r("", "v1", "Node", "nodes", namespaced=False, short=["no"], sub=["status"]),
+    _r("", "v1", "Node", "nodes", namespaced=False, short=["no"], sub=["status", "proxy"]),
     _r("", "v1", "Event", "events", short=["ev"]),
     _r("", "v1", "ServiceAccount", "serviceaccounts", short=["sa"], sub=["token"]),
     _r("", "v1", "PersistentVolume", "persistentvolumes", namespaced=False, short=["pv"],

@@ -1626,6 +1626,48 @@ def _validate_node(obj: dict, old: dict | None) -> Errs:
             errs.append(field_required(_child(p, "effect")))
         elif effect not in _TAINT_EFFECTS:
             errs.append(field_not_supported(_child(p, "effect"), effect, _TAINT_EFFECTS))
+    errs += _validate_node_pod_cidrs(obj, old)
+    return errs
+
+
+def _node_pod_cidrs(spec: Any) -> list[str]:
+    """spec.podCIDRs, or [spec.podCIDR] when only that is set (the v1 → internal conversion)."""
+    spec = _d(spec)
+    cidrs = [_s(c) for c in _l(spec.get("podCIDRs"))]
+    if not cidrs and _s(spec.get("podCIDR")):
+        cidrs = [_s(spec.get("podCIDR"))]
+    return cidrs
+
+
+def _validate_node_pod_cidrs(obj: dict, old: dict | None) -> Errs:
+    """Upstream's ValidateNode (podCIDRs: valid CIDRs, one per IP family, no duplicates) and
+    ValidateNodeUpdate (podCIDRs may only be set once, by the node IPAM controller)."""
+    errs: Errs = []
+    cidrs = _node_pod_cidrs(obj.get("spec"))
+    path = "spec.podCIDRs"
+    families: list[int] = []
+    for i, value in enumerate(cidrs):
+        try:
+            if "/" not in value:
+                raise ValueError(value)
+            families.append(ipaddress.ip_network(value, strict=False).version)
+        except ValueError:
+            errs.append(_invalid(_idx(path, i), value, "must be a valid CIDR value, (e.g. "
+                                 "10.9.8.0/24 or 2001:db8::/64)"))
+    if len(cidrs) > 1:
+        if len(families) == len(cidrs) and (len(cidrs) > 2 or len(set(families)) < 2):
+            errs.append(_invalid(path, cidrs, "may specify no more than one CIDR for each IP "
+                                              "family"))
+        seen: set[str] = set()
+        for i, value in enumerate(cidrs):
+            if value in seen:
+                errs.append(field_duplicate(_idx(path, i), value))
+            seen.add(value)
+    if old is not None:
+        old_cidrs = _node_pod_cidrs(old.get("spec"))
+        if old_cidrs and old_cidrs != cidrs:
+            errs.append(field_forbidden(path, "node updates may not change podCIDR except "
+                                              "from \"\" to valid"))
     return errs
 
 

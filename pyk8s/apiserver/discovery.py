@@ -18,6 +18,7 @@ _SUBRESOURCE_VERBS = {
     "exec": ["create", "get"],
     "attach": ["create", "get"],
     "portforward": ["create", "get"],
+    "proxy": ["create", "delete", "get", "patch", "update"],
 }
 _SUB_KINDS = {"exec": "PodExecOptions", "attach": "PodAttachOptions",
               "portforward": "PodPortForwardOptions", "proxy": "PodProxyOptions"}
@@ -30,6 +31,8 @@ def _sub_kind(info: ResourceInfo, sub: str) -> tuple[str, str, str]:
         return "", "v1", "Binding"
     if sub == "token":
         return "authentication.k8s.io", "v1", "TokenRequest"
+    if sub == "proxy":   # NodeProxyOptions, PodProxyOptions, ServiceProxyOptions
+        return "", "v1", f"{info.kind}ProxyOptions"
     if sub in _SUB_KINDS:
         return "", "v1", _SUB_KINDS[sub]
     return info.group, info.version, info.kind

@@ -98,7 +98,7 @@ class ResourceHandler:
 
     async def handle(self, request: web.Request, ri: RequestInfo) -> web.StreamResponse:
         info = self.server.catalogue.lookup(ri.group, ri.version, ri.resource)
-        if info is None:
+        if info is None or (len(ri.parts) > 3 and ri.subresource != "proxy"):
             raise errors.NotFound("the server could not find the requested resource")
         if (info.group, info.plural, ri.subresource) in reviews.VIRTUAL:
             return await reviews.handle(self.server, request, ri)
@@ -114,6 +114,8 @@ class ResourceHandler:
         m = request.method
         if info.group == "" and info.plural == "pods" and sub in podproxy.STREAM_SUBRESOURCES:
             return await self.server.pod_proxy.handle(request, store, ns, ri.name, sub)
+        if info.group == "" and info.plural == "nodes" and sub == "proxy":
+            return await self.server.pod_proxy.node_proxy(request, ri.name, ri.parts[3:])
         if sub == "scale":
             return await self.scale(request, store, ns, ri.name)
         if sub == "binding":

@@ -1,10 +1,11 @@
-"""pods/log, exec, attach and portforward: the API server finds the pod's node and
-proxies to its kubelet (`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as
-upstream without --kubelet-certificate-authority: the kubelet's self-signed certificate is
-not verified; the server authenticates with its own admin token (the kubelet checks it by
-TokenReview). Streams are WebSocket only (exec/attach `v5.channel.k8s.io`,
-`v4.channel.k8s.io`, ...; portforward `SPDY/3.1+portforward.k8s.io`, `v4.channel.k8s.io`);
-frames are relayed unchanged, the subprotocol the kubelet chose passed through."""
+"""pods/log, exec, attach and portforward, and nodes/proxy (GET): the API server finds the
+(pod's) node and proxies to its kubelet
+(`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as upstream without
+--kubelet-certificate-authority: the kubelet's self-signed certificate is not verified; the
+server authenticates with its own admin token (the kubelet checks it by TokenReview).
+Streams are WebSocket only (exec/attach `v5.channel.k8s.io`, `v4.channel.k8s.io`, ...;
+portforward `SPDY/3.1+portforward.k8s.io`, `v4.channel.k8s.io`); frames are relayed
+unchanged, the subprotocol the kubelet chose passed through."""
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +26,19 @@ if TYPE_CHECKING:
 
 Obj = dict[str, Any]
 STREAM_SUBRESOURCES = ("log", "exec", "attach", "portforward")
+
+
+def _split_scheme_name_port(id_: str) -> tuple[str, str, str]:
+    """`n1`, `n1:10250`, `https:n1:10250` → (scheme, name, port), as upstream's
+    net.SplitSchemeNamePort."""
+    parts = id_.split(":")
+    if len(parts) == 1:
+        return "", parts[0], ""
+    if len(parts) == 2:
+        return "", parts[0], parts[1]
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return "", "", ""
 
 
 def _go_list(names: list[str]) -> str:
@@ -89,6 +103,11 @@ class PodProxy:
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name:
             raise errors.BadRequest(f"pod {name} does not have a host assigned")
+        return await self._node_kubelet(node_name)
+
+    async def _node_kubelet(self, node_name: str, port: str = "", scheme: str = "") -> str:
+        """`https://<InternalIP>:<kubelet port>` of a node (upstream's
+        GetConnectionInfo); `port` / `scheme` as a nodes/proxy name asks (`n1:10255`)."""
         info = self.server.catalogue.lookup("", "v1", "nodes")
         assert info is not None
         try:
@@ -98,11 +117,46 @@ class PodProxy:
         st = node.get("status") or {}
         ip = next((a.get("address") for a in st.get("addresses") or []
                    if a.get("type") == "InternalIP"), None)
-        port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-        if not ip or not port:
+        port = port or str(((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {})
+                           .get("Port") or "")
+        if not ip or not port or port == "0":
             raise errors.ServiceUnavailable(f"node {node_name} reports no kubelet endpoint")
         host = f"[{ip}]" if ":" in ip else ip
-        return f"https://{host}:{port}"
+        return f"{scheme or 'https'}://{host}:{port}"
+
+    async def node_proxy(self, request: web.Request, name: str,
+                         rest: tuple[str, ...]) -> web.StreamResponse:
+        """nodes/proxy (`/api/v1/nodes/{name}/proxy/{path}`, name `[scheme:]node[:port]`):
+        GET relayed to `https://<InternalIP>:<kubelet port>/{path}?{query}` (the kubelet's
+        /stats/summary, /metrics/resource, /pods, /healthz, ...), its answer passed back
+        as it is. Other verbs (upstream: connect) are not served."""
+        if request.method != "GET":
+            raise errors.MethodNotAllowed("the server does not allow this method on the "
+                                          "requested resource")
+        scheme, node_name, port = _split_scheme_name_port(name)
+        if scheme not in ("", "http", "https") or not node_name:
+            raise errors.BadRequest(f"invalid node request {name!r}")
+        base = await self._node_kubelet(node_name, port, scheme)
+        path = "/" + "/".join(quote(p) for p in rest)
+        if rest and request.path.endswith("/"):
+            path += "/"
+        query = request.rel_url.raw_query_string
+        url = f"{base}{path}" + (f"?{query}" if query else "")
+        try:
+            resp = await self.session.get(url, headers=self._headers(), allow_redirects=False)
+        except aiohttp.ClientError as e:
+            raise errors.ServiceUnavailable(f"error trying to reach service: {e}") from None
+        async with resp:
+            out = web.StreamResponse(status=resp.status, reason=resp.reason)
+            if "Content-Type" in resp.headers:
+                out.headers["Content-Type"] = resp.headers["Content-Type"]
+            out.enable_chunked_encoding()
+            await out.prepare(request)
+            with contextlib.suppress(aiohttp.ClientError, ConnectionResetError):
+                async for chunk in resp.content.iter_any():
+                    await out.write(chunk)
+            await out.write_eof()
+            return out
 
     async def handle(self, request: web.Request, store: "Store", ns: str | None, name: str,
                      sub: str) -> web.StreamResponse:

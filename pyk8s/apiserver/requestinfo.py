@@ -14,6 +14,9 @@ class RequestInfo:
     name: str = ""
     subresource: str = ""
     verb: str = ""
+    # The path's segments; for resource requests, as upstream's RequestInfo.Parts, from
+    # the resource on (`nodes`, `n1`, `proxy`, `stats`, `summary`): what follows the
+    # subresource is parts[3:].
     parts: tuple[str, ...] = ()
 
 
@@ -42,10 +45,11 @@ def parse(method: str, path: str, watch: bool) -> RequestInfo:
         info.namespace = rest[1]
         rest = rest[2:]
     info.resource = rest[0]
+    info.parts = tuple(rest)
     if len(rest) > 1:
         info.name = rest[1]
     if len(rest) > 2:
-        info.subresource = "/".join(rest[2:])
+        info.subresource = rest[2]
     verb = _VERBS.get(method, method.lower())
     if method == "GET":
         if watch:

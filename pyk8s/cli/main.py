@@ -103,6 +103,20 @@ def _add_controller_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--node-startup-grace-period", type=parse_duration, default=60.0)
     g.add_argument("--node-eviction-rate", type=float, default=0.1,
                    help="nodes per second tainted NoExecute (taint-based eviction)")
+    g.add_argument("--allocate-node-cidrs", type=_parse_bool_flag, nargs="?", const=True,
+                   default=True, help="give every Node a spec.podCIDR from --cluster-cidr "
+                                      "(pyk8s, as k3s: on; upstream: off)")
+    g.add_argument("--cluster-cidr", default="10.42.0.0/16",
+                   help="the pods' CIDR range: one IPv4 and / or one IPv6 CIDR, comma-"
+                        "separated (k3s's default)")
+    g.add_argument("--service-cluster-ip-range", default="",
+                   help="the Services' CIDR range(s): never handed out as node pod CIDRs")
+    g.add_argument("--node-cidr-mask-size", type=int, default=0,
+                   help="mask size of a node's pod CIDR (default 24 for IPv4, 64 for IPv6)")
+    g.add_argument("--node-cidr-mask-size-ipv4", type=int, default=0,
+                   help="IPv4 node pod CIDR mask size in a dual-stack cluster (default 24)")
+    g.add_argument("--node-cidr-mask-size-ipv6", type=int, default=0,
+                   help="IPv6 node pod CIDR mask size in a dual-stack cluster (default 64)")
 
 
 def controller_options(args: argparse.Namespace, identity: str | None = None) -> Any:
@@ -124,7 +138,12 @@ def controller_options(args: argparse.Namespace, identity: str | None = None) ->
         node_monitor_period=args.node_monitor_period,
         node_monitor_grace_period=args.node_monitor_grace_period,
         node_startup_grace_period=args.node_startup_grace_period,
-        node_eviction_rate=args.node_eviction_rate)
+        node_eviction_rate=args.node_eviction_rate,
+        allocate_node_cidrs=bool(args.allocate_node_cidrs), cluster_cidr=args.cluster_cidr,
+        service_cluster_ip_range=args.service_cluster_ip_range,
+        node_cidr_mask_size=args.node_cidr_mask_size,
+        node_cidr_mask_size_ipv4=args.node_cidr_mask_size_ipv4,
+        node_cidr_mask_size_ipv6=args.node_cidr_mask_size_ipv6)
     if identity:
         o.identity = identity
     return o
@@ -293,11 +312,20 @@ def main(argv: list[str] | None = None) -> int:
     _add_scheduler_parser(sub)
     from pyk8s.kubelet.agent import add_agent_parser
     add_agent_parser(sub)
+    from pyk8s.cli.image import add_image_parser, run_image
+    add_image_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     uvloop.install()
+    if args.command in ("up", "controller-manager"):
+        o = controller_options(args)
+        if o.enabled("nodeipam") and o.allocate_node_cidrs:
+            try:
+                o.node_ipam_config()
+            except ValueError as e:
+                parser.error(str(e))
     if args.command == "up":
         kc = Path(args.data_dir).resolve() / "kubeconfig.yaml"
         if not args.disable_agent:
@@ -319,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "agent":
         from pyk8s.kubelet.agent import run_agent
         asyncio.run(run_agent(args))
+    elif args.command == "image":
+        return run_image(args)
     else:
         asyncio.run(run_server(args))
     return 0

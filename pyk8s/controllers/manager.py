@@ -23,6 +23,7 @@ from pyk8s.controllers.endpoints import EndpointsController
 from pyk8s.controllers.endpointslice import EndpointSliceController
 from pyk8s.controllers.garbagecollector import GarbageCollector
 from pyk8s.controllers.namespace import NamespaceController
+from pyk8s.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, NodeIPAMConfig, NodeIPAMController
 from pyk8s.controllers.nodelifecycle import NodeLifecycleController
 from pyk8s.controllers.podgc import DEFAULT_TERMINATED_POD_THRESHOLD, PodGCController
 from pyk8s.controllers.replicaset import REPLICATION_CONTROLLER, ReplicaSetController
@@ -34,7 +35,7 @@ log = logging.getLogger("pyk8s.controllers.manager")
 # Upstream's controller names (--controllers).
 ALL_CONTROLLERS = ("garbagecollector", "namespace", "replicaset", "replicationcontroller",
                    "serviceaccount", "podgc", "deployment", "endpoint", "endpointslice",
-                   "resourcequota", "nodelifecycle")
+                   "resourcequota", "nodelifecycle", "nodeipam")
 
 
 @dataclass
@@ -65,6 +66,12 @@ class ControllerManagerOptions:
     node_monitor_grace_period: float = 40.0         # --node-monitor-grace-period
     node_startup_grace_period: float = 60.0         # --node-startup-grace-period
     node_eviction_rate: float = 0.1                 # --node-eviction-rate (nodes/s)
+    allocate_node_cidrs: bool = True                # --allocate-node-cidrs (upstream: false)
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR        # --cluster-cidr (k3s's default)
+    service_cluster_ip_range: str = ""              # --service-cluster-ip-range
+    node_cidr_mask_size: int = 0                    # --node-cidr-mask-size (0: 24 / 64)
+    node_cidr_mask_size_ipv4: int = 0               # --node-cidr-mask-size-ipv4 (0: 24)
+    node_cidr_mask_size_ipv6: int = 0               # --node-cidr-mask-size-ipv6 (0: 64)
 
     def enabled(self, name: str) -> bool:
         """Upstream's rule: `*` enables all, `name` enables, `-name` disables."""
@@ -73,6 +80,14 @@ class ControllerManagerOptions:
         if f"-{name}" in self.controllers:
             return False
         return "*" in self.controllers
+
+    def node_ipam_config(self) -> NodeIPAMConfig:
+        """The node IPAM flags, validated (ValueError with upstream's messages)."""
+        return NodeIPAMConfig.from_flags(
+            self.cluster_cidr, node_cidr_mask_size=self.node_cidr_mask_size,
+            node_cidr_mask_size_ipv4=self.node_cidr_mask_size_ipv4,
+            node_cidr_mask_size_ipv6=self.node_cidr_mask_size_ipv6,
+            service_cluster_ip_range=self.service_cluster_ip_range)
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -138,6 +153,10 @@ async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None
             node_monitor_grace_period=o.node_monitor_grace_period,
             node_startup_grace_period=o.node_startup_grace_period,
             eviction_rate=o.node_eviction_rate).run()
+    if o.enabled("nodeipam") and o.allocate_node_cidrs:
+        ipam_config = o.node_ipam_config()
+        makers["nodeipam"] = lambda: NodeIPAMController(
+            client, factory, broadcaster.new_recorder("cidrAllocator"), ipam_config).run()
     loop = asyncio.get_running_loop()
     broadcaster.start()
     # Controllers register their informers when constructed, i.e. when their task first
@@ -160,6 +179,8 @@ async def run_controllers(kubeconfig_path: str, stop: asyncio.Event,
                           options: ControllerManagerOptions | None = None) -> None:
     """Run the controllers until `stop` is set (leader-elected unless disabled)."""
     o = options or ControllerManagerOptions()
+    if o.enabled("nodeipam") and o.allocate_node_cidrs:
+        o.node_ipam_config()   # bad flags fail the start, not every leadership term
     client = RESTClient.from_kubeconfig(kubeconfig_path, user_agent="pyk8s-controller-manager",
                                         qps=o.kube_api_qps, burst=o.kube_api_burst,
                                         max_inflight=o.max_inflight)

@@ -53,9 +53,6 @@ def add_agent_parser(sub: Any) -> None:
     p.add_argument("--runtime", default="fake",
                    help="fake (hollow containers), process (host processes, no images) or "
                         "oci (containers from images with runc / crun; root)")
-    p.add_argument("--container-restart-backoff", type=float, default=10.0,
-                   help="first crash-loop back-off in seconds (doubles up to the maximum)")
-    p.add_argument("--container-restart-backoff-max", type=float, default=300.0)
     p.add_argument("--pod-cidr", default=None, help="default: a per-node /24 in 10.244.0.0/16")
     p.add_argument("--fake-cpu", type=int, default=None, help="report this many CPUs")
     p.add_argument("--fake-memory", default=None, help="report this much memory (e.g. 8Gi)")
@@ -81,7 +78,10 @@ def add_agent_parser(sub: Any) -> None:
 
 
 def add_container_runtime_args(p: Any) -> None:
-    """The oci runtime's flags, on `pyk8s agent` and `pyk8s up`."""
+    """The container flags of `pyk8s agent` and `pyk8s up` (most for the oci runtime)."""
+    p.add_argument("--container-restart-backoff", type=float, default=10.0,
+                   help="first crash-loop back-off in seconds (doubles up to the maximum)")
+    p.add_argument("--container-restart-backoff-max", type=float, default=300.0)
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
                    help="oci: a registry reached over plain HTTP (or HTTPS without "
                         "verification), e.g. 127.0.0.1:5000; repeatable")
@@ -234,6 +234,9 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
     opts = KubeletOptions(node=node, pod_cidr=default_pod_cidr(name), data_dir=str(data_dir),
                           pod_manifest_path=str(Path(pod_manifest_path).resolve())
                           if pod_manifest_path else "")
+    if runtime_args is not None:
+        opts.backoff_initial = runtime_args.container_restart_backoff
+        opts.backoff_max = runtime_args.container_restart_backoff_max
     async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}") as client:
         log.info("local node %s, runtime %s", name, runtime.version())
         from pyk8s.kubelet.server import KubeletServer

@@ -123,3 +123,17 @@ def exists(rel: str, root: Path = ROOT) -> list[str]:
     if is_v2(root):
         return ["unified"] if (root / rel).is_dir() else []
     return [c for c in V1_CONTROLLERS if (root / c / rel).is_dir()]
+
+
+MEMORY_UNLIMITED = 1 << 62   # cAdvisor's maxMemorySize: above it a limit means "none"
+
+
+def memory_limit(rel: str, root: Path = ROOT) -> int | None:
+    """The cgroup's memory limit in bytes; None when it has none (v1's huge default, v2's
+    "max") or cannot be read, as cAdvisor's isMemoryUnlimited."""
+    if is_v2(root):
+        s = (_read(root / rel.lstrip("/") / "memory.max") or "").strip()
+        v = int(s) if s.isdigit() else None
+    else:
+        v = _int(_dir("memory", rel, root) / "memory.limit_in_bytes")
+    return v if v and v <= MEMORY_UNLIMITED else None

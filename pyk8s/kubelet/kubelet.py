@@ -40,6 +40,18 @@ log = logging.getLogger("pyk8s.kubelet")
 Obj = dict[str, Any]
 
 
+def _semantic(pod: Obj) -> Obj:
+    md = {k: v for k, v in (pod.get("metadata") or {}).items()
+          if k not in ("resourceVersion", "managedFields")}
+    return {k: v for k, v in pod.items() if k not in ("status", "metadata")} | {"metadata": md}
+
+
+def pod_differs(old: Obj, new: Obj) -> bool:
+    """Whether an update is more than a status write (upstream's config source drops
+    status-only updates: the kubelet made them itself)."""
+    return _semantic(old) != _semantic(new)
+
+
 @dataclass
 class KubeletOptions:
     node: NodeConfig
@@ -104,7 +116,8 @@ class Kubelet:
                                    name=f"kubelet {self.name} pods")
         self.pods.add_event_handler(handler_funcs(
             on_add=lambda o: self.queue.add(object_key(o)),
-            on_update=lambda old, new: self.queue.add(object_key(new)),
+            on_update=lambda old, new: (self.queue.add(object_key(new))
+                                        if pod_differs(old, new) else None),
             on_delete=lambda o: self.queue.add(object_key(o))))
 
     # -- the node -------------------------------------------------------------------------
@@ -581,7 +594,9 @@ class Kubelet:
             waiting[name] = ("ErrImagePull", str(e))
             self.image_backoff.next(key, now)
             self._pull_failures[key] = now
-            return self.image_backoff.get(key)
+            # Look again halfway through the back-off (ImagePullBackOff then shows, as
+            # upstream's pod worker re-syncs a failed pod before the image back-off ends).
+            return self.image_backoff.get(key) / 2
         self._pull_failures.pop(key, None)
         total = time.monotonic() - t0
         self._event(pod, name, init, NORMAL, "Pulled",

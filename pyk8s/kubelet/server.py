@@ -1,8 +1,9 @@
 """The kubelet's HTTPS server (upstream's port 10250): /healthz, /pods, /containerLogs,
 /exec, /attach and /portForward, for the API server's pods/log, exec, attach and
-portforward. A self-signed serving certificate in the agent's data dir; bearer tokens are
-checked by a TokenReview against the API server (cached a minute) and must belong to
-`system:masters` (the API server's own token)."""
+portforward; /stats/summary and /metrics/resource (stats.py) for nodes/proxy. A
+self-signed serving certificate in the agent's data dir; bearer tokens are checked by a
+TokenReview against the API server (cached a minute) and must belong to `system:masters`
+(the API server's own token)."""
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from pyk8s.client.rest import RESTClient, resource_path
 from pyk8s.kubelet import portforward
 from pyk8s.kubelet import crilog, streaming
+from pyk8s.kubelet.stats import METRICS_CONTENT_TYPE, StatsProvider
 
 if TYPE_CHECKING:
     from pyk8s.kubelet.kubelet import Kubelet
@@ -104,6 +106,7 @@ class KubeletServer:
         self.bind = bind
         self.authn = TokenAuthenticator(kubelet.client)
         self._runner: web.AppRunner | None = None
+        self.stats = StatsProvider(kubelet, fs_path=str(data_dir))
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> int:
@@ -123,6 +126,8 @@ class KubeletServer:
             r.add_route("*", f"/{verb}/{{ns}}/{{pod}}/{{uid}}/{{container}}", h)
         r.add_route("*", "/portForward/{ns}/{pod}", self._port_forward)
         r.add_route("*", "/portForward/{ns}/{pod}/{uid}", self._port_forward)
+        r.add_get("/stats/summary", self._stats_summary)
+        r.add_get("/metrics/resource", self._metrics_resource)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      handler_cancellation=True)
         await self._runner.setup()
@@ -174,6 +179,17 @@ class KubeletServer:
     # -- handlers -------------------------------------------------------------------------
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def _stats_summary(self, request: web.Request) -> web.Response:
+        """The Summary API (stats.py); `?only_cpu_and_memory=true` as upstream."""
+        only = request.query.getall("only_cpu_and_memory", []) == ["true"]
+        summary = await self.stats.summary(only_cpu_and_memory=only)
+        return web.Response(body=orjson.dumps(summary, option=orjson.OPT_INDENT_2),
+                            content_type="application/json")
+
+    async def _metrics_resource(self, request: web.Request) -> web.Response:
+        return web.Response(body=(await self.stats.resource_metrics()).encode(),
+                            headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _pods(self, request: web.Request) -> web.Response:
         items = [p for p in self.kubelet.pods.store.list()]

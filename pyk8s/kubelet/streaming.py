@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from pyk8s.kubelet import crilog
+from pyk8s.kubelet import consolesocket, crilog
 
 log = logging.getLogger("pyk8s.kubelet.streaming")
 
@@ -105,6 +105,35 @@ async def _pump(stream: asyncio.StreamReader, ch: Channels, channel: int) -> Non
         await ch.send(channel, data)
 
 
+def _kill(pid: int) -> None:
+    """SIGKILL the command's process group (a session of its own), or the process."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def _detached(runtime: asyncio.subprocess.Process, pid_file: str | None
+                    ) -> "consolesocket.DetachedProcess | str":
+    """The process a detached runtime command started (from its pid file), or the
+    runtime's error."""
+    rc = await runtime.wait()
+    err = (await runtime.stderr.read()).decode(errors="replace").strip() \
+        if runtime.stderr is not None else ""
+    try:
+        if rc != 0 or not pid_file:
+            return err or f"the runtime exited with status {rc}"
+        with open(pid_file) as f:
+            return consolesocket.DetachedProcess(int(f.read().strip()))
+    except (OSError, ValueError) as e:
+        return f"reading the pid file: {e}"
+    finally:
+        if pid_file:
+            with contextlib.suppress(OSError):
+                os.unlink(pid_file)
+
+
 async def run_exec(ws: web.WebSocketResponse, argv: list[str], env: dict[str, str],
                    cwd: str | None, stdin: bool, stdout: bool, stderr: bool,
                    tty: bool) -> None:
@@ -113,7 +142,45 @@ async def run_exec(ws: web.WebSocketResponse, argv: list[str], env: dict[str, st
     ch = Channels(ws)
     loop = asyncio.get_running_loop()
     master = -1
-    if tty:
+    console = consolesocket.socket_path(argv) if tty else None
+    if console:
+        # The runtime makes the terminal inside the container and sends us its master.
+        try:
+            listener = consolesocket.ConsoleSocket(console)
+        except OSError as e:
+            await ch.send(ERROR, exit_status(None, f"exec: console socket: {e}"))
+            await ws.close()
+            return
+        runtime: asyncio.subprocess.Process | None = None
+        try:
+            runtime = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
+            master = await listener.receive(runtime)
+        except (OSError, consolesocket.ConsoleSocketError) as e:
+            why = str(e)
+            if runtime is not None and runtime.stderr is not None:
+                if runtime.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(runtime.pid, signal.SIGKILL)
+                why = (await runtime.stderr.read()).decode(errors="replace").strip() or why
+                await runtime.wait()
+            await ch.send(ERROR, exit_status(None, f"exec: {why}"))
+            await ws.close()
+            return
+        finally:
+            listener.close()
+        proc = await _detached(runtime, consolesocket.pid_file(argv))
+        if isinstance(proc, str):
+            os.close(master)
+            await ch.send(ERROR, exit_status(None, f"exec: {proc}"))
+            await ws.close()
+            return
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(master, "rb", 0))
+        pumps = [asyncio.create_task(_pump(reader, ch, STDOUT))]
+    elif tty:
         master, slave = pty.openpty()
         env = {"TERM": "xterm", **env}
 
@@ -195,8 +262,7 @@ async def run_exec(ws: web.WebSocketResponse, argv: list[str], env: dict[str, st
     try:
         await asyncio.wait({waiter, client}, return_when=asyncio.FIRST_COMPLETED)
         if not waiter.done():   # the client went away: the command goes too
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            _kill(proc.pid)
             await waiter
             return
         code = waiter.result()
@@ -212,8 +278,7 @@ async def run_exec(ws: web.WebSocketResponse, argv: list[str], env: dict[str, st
         if transport is not None:
             transport.close()
         if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            _kill(proc.pid)
 
 
 async def run_attach(ws: web.WebSocketResponse, log_path: Any, status: Any,

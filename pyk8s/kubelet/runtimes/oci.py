@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from pyk8s.kubelet import cgroups, crilog, podfiles, syscalls
+from pyk8s.kubelet import cgroups, consolesocket, crilog, podfiles, syscalls
 from pyk8s.kubelet.node import now_rfc3339
 from pyk8s.kubelet.runtime import (ContainerConfig, ContainerStatus, CreateContainerError,
                                    Runtime)
@@ -193,14 +193,20 @@ class OCIRuntime(Runtime):
             syscalls.umount(mp)
         shutil.rmtree(self.containers_dir, ignore_errors=True)
         self.containers_dir.mkdir(parents=True, exist_ok=True)
-        from pyk8s.kubelet.network.namespaces import delete_pod_namespaces, list_sandboxes
         from pyk8s.kubelet.network.podnetwork import PodNetwork
         await PodNetwork.cleanup_leftovers(self.data_dir / "cni")
-        for sid in list_sandboxes(self.sandbox_root):
-            await delete_pod_namespaces(self.sandbox_root, sid)
+        await self._remove_stray_sandboxes()
         for d in self.pods_dir.iterdir() if self.pods_dir.exists() else []:
             shutil.rmtree(d, ignore_errors=True)
         cgroups.remove(self.cgroup_root)
+
+    async def _remove_stray_sandboxes(self) -> None:
+        """Namespaces under the sandbox root that no known pod owns (an earlier agent's,
+        or one whose creation was cut short)."""
+        from pyk8s.kubelet.network.namespaces import delete_pod_namespaces, list_sandboxes
+        for sid in list_sandboxes(self.sandbox_root):
+            if sid not in self._sandboxes:
+                await delete_pod_namespaces(self.sandbox_root, sid)
 
     def set_pod_cidr(self, cidr: str) -> None:
         """The node's spec.podCIDR (from the controller manager's node IPAM): the CNI
@@ -230,6 +236,7 @@ class OCIRuntime(Runtime):
                 await self.remove_pod(uid)
             except Exception:  # pragma: no cover - best effort on the way out
                 log.exception("removing pod %s", uid)
+        await self._remove_stray_sandboxes()
         if self.network is not None:
             try:
                 await self.network.cleanup_all()
@@ -303,14 +310,20 @@ class OCIRuntime(Runtime):
             if not ok:
                 raise RuntimeNotReady(f"network is not ready: {why}")
         await self.start()
-        from pyk8s.kubelet.network.namespaces import create_pod_namespaces
+        from pyk8s.kubelet.network.namespaces import (create_pod_namespaces,
+                                                      delete_pod_namespaces)
         if sb is None:
             d = self.pods_dir / uid
             d.mkdir(parents=True, exist_ok=True)
             hostname = socket.gethostname() if host_net else podfiles.pod_hostname(pod)
+            creating = asyncio.ensure_future(create_pod_namespaces(
+                self.sandbox_root, uid, hostname, host_network=host_net))
             try:
-                ns = await create_pod_namespaces(self.sandbox_root, uid, hostname,
-                                                 host_network=host_net)
+                ns = await asyncio.shield(creating)
+            except asyncio.CancelledError:   # they are made in a thread: undo once made
+                await asyncio.gather(creating, return_exceptions=True)
+                await delete_pod_namespaces(self.sandbox_root, uid)
+                raise
             except Exception as e:
                 raise SandboxError(f"Failed to create pod sandbox: {e}") from None
             sb = _Sandbox(uid, pod, d, netns=ns.net, hostname=hostname,
@@ -476,9 +489,11 @@ class OCIRuntime(Runtime):
             for fd in (out_r, err_r, in_w):
                 if fd >= 0:
                     os.close(fd)
+            tool = Path(self.binary).name
+            if not msg.startswith(f"{tool} create failed"):
+                msg = f"{tool} create failed: {msg}"
             message = (f"failed to create containerd task: failed to create shim task: OCI "
-                       f"runtime create failed: {Path(self.binary).name} create failed: "
-                       f"{msg}: unknown")
+                       f"runtime create failed: {msg}: unknown")
             crilog.write_message(path, crilog.STDERR, message + "\n")
             await self._runc("delete", "--force", c.id, check=False)
             cgroups.remove(c.cgroup)
@@ -655,8 +670,10 @@ class OCIRuntime(Runtime):
         """`runc exec` into the container: its namespaces, cgroup, user, env and cwd."""
         c = self._running(pod_uid, name)
         cmd = [self.binary, "--root", str(self.state_root), "exec"]
-        if tty:
-            cmd += ["--env", "TERM=xterm"]
+        if tty:   # a terminal inside the container, its master sent to the console socket
+            sock = consolesocket.new_socket_path()
+            cmd += ["--detach", "--tty", consolesocket.FLAG, sock,
+                    "--pid-file", sock[:-len(".sock")] + ".pid", "--env", "TERM=xterm"]
         return cmd + [c.id] + list(argv), {"PATH": os.environ.get(
             "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")}, None
 

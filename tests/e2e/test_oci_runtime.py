@@ -1,0 +1,315 @@
+"""Real containers (issue 7's acceptance): `pyk8s up` whose local node runs the oci runtime
+(runc, CNI bridge + host-local + portmap, overlayfs rootfs, cgroups), pulling a busybox
+image the test suite built and pushed to a local docker-registry on 127.0.0.1. Traffic
+goes only to loopback and to pod IPs on the test's own bridge."""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import random
+import re
+import select
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.conftest import ServerProcess, needs_root, wait_for
+from tests.registry import registry  # noqa: F401  (the session's local registry)
+
+pytestmark = needs_root
+
+NODE = "oci-1"
+
+
+def _unique_net() -> tuple[str, str]:
+    """A bridge name and a cluster CIDR of this test module's own (parallel workers each
+    run their own cluster on this host)."""
+    return f"pk8e{uuid.uuid4().hex[:6]}", f"10.{random.randint(100, 250)}.0.0/16"
+
+
+@pytest.fixture(scope="module")
+def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+        ) -> Iterator[tuple[ServerProcess, Any]]:
+    d = tmp_path_factory.mktemp("pyk8s-oci")
+    bridge, cidr = _unique_net()
+    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced",
+                       local_node=True,
+                       extra=["--node-name", NODE, "--runtime", "oci",
+                              "--insecure-registry", registry.host, "--cni-bridge", bridge,
+                              "--cluster-cidr", cidr, "--container-restart-backoff", "1"])
+    try:
+        up.start(timeout=40)
+        wait_for("node Ready", lambda: " Ready " in up.kubectl(
+            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
+        yield up, registry
+    finally:
+        up.stop()
+    assert not _leftovers(d, bridge), _leftovers(d, bridge)
+
+
+def _leftovers(d: Path, bridge: str) -> list[str]:
+    """What a stopped cluster must not leave behind: mounts under its data dir, its
+    bridge and veths, pod cgroups, runc containers."""
+    out = []
+    mounts = Path("/proc/self/mountinfo").read_text()
+    out += [f"mount {line.split()[4]}" for line in mounts.splitlines()
+            if str(d) in line.split()[4]]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    out += [f"link {bridge}" for line in links.splitlines() if f" {bridge}:" in line
+            or f"master {bridge} " in line]
+    for ctrl in ("memory", "cpu", "pids"):
+        if Path(f"/sys/fs/cgroup/{ctrl}/pyk8s-{NODE}").exists():
+            pods = list(Path(f"/sys/fs/cgroup/{ctrl}/pyk8s-{NODE}").glob("pod*"))
+            out += [f"cgroup {p}" for p in pods]
+    return out
+
+
+def pods(up: ServerProcess, selector: str) -> list[dict[str, Any]]:
+    return up.kubectl_json("get", "pods", "-l", selector, "-o", "json")["items"]
+
+
+def pod(up: ServerProcess, name: str) -> dict[str, Any]:
+    return up.kubectl_json("get", "pod", name, "-o", "json")
+
+
+def apply(up: ServerProcess, obj: dict[str, Any]) -> None:
+    up.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def events(up: ServerProcess, name: str) -> list[dict[str, Any]]:
+    return up.kubectl_json("get", "events", "--field-selector",
+                           f"involvedObject.name={name}", "-o", "json")["items"]
+
+
+def http_get(url: str, timeout: float = 3.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as r:   # pod IPs on our bridge only
+        return r.read().decode()
+
+
+def _pod_spec(image: str, **extra: Any) -> dict[str, Any]:
+    return {"terminationGracePeriodSeconds": 1, **extra,
+            "containers": extra.pop("containers", None) or [{"name": "main", "image": image}]}
+
+
+def test_deployment_of_httpd_pods_ready_and_answering(oci: Any) -> None:
+    up, reg = oci
+    image = reg.image("busybox")
+    apply(up, {"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web"},
+               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                            "terminationGracePeriodSeconds": 1,
+                            "containers": [{
+                                "name": "httpd", "image": image,
+                                "command": ["sh", "-c",
+                                            "hostname > /var/www/name; "
+                                            "exec httpd -f -p 80 -h /var/www"],
+                                "ports": [{"containerPort": 80}],
+                                "readinessProbe": {"httpGet": {"path": "/name", "port": 80},
+                                                   "periodSeconds": 1}}]}}}})
+    ready = wait_for("3 ready replicas", lambda: (
+        up.kubectl_json("get", "deployment", "web", "-o", "json").get("status", {})
+        .get("readyReplicas") == 3), timeout=60)
+    assert ready
+    items = pods(up, "app=web")
+    ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in items}
+    assert len(set(ips.values())) == 3
+    for name, ip in ips.items():
+        # Each pod answers on its own IP, from the node, with its own hostname.
+        assert http_get(f"http://{ip}/name").strip() == name
+    cs = items[0]["status"]["containerStatuses"][0]
+    assert cs["containerID"].startswith("containerd://")
+    assert cs["imageID"].startswith(f"{reg.host}/busybox@sha256:")
+    reasons = {e["reason"] for e in events(up, items[0]["metadata"]["name"])}
+    assert {"Scheduled", "Pulled", "Created", "Started"} <= reasons, reasons
+    up.kubectl("delete", "deployment", "web")
+
+
+def test_two_containers_talk_over_localhost(oci: Any) -> None:
+    up, reg = oci
+    image = reg.image("busybox")
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "duo"},
+               "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                   {"name": "server", "image": image,
+                    "command": ["sh", "-c", "echo from-server > /tmp/i; "
+                                "exec httpd -f -p 8080 -h /tmp"]},
+                   {"name": "client", "image": image,
+                    "command": ["sh", "-c", "until timeout 2 wget -qO- "
+                                "http://127.0.0.1:8080/i; do sleep 0.2; done; sleep 3600"]}]}})
+    wait_for("client got the server's page", lambda: "from-server" in up.kubectl(
+        "logs", "duo", "-c", "client", check=False).stdout, timeout=60)
+    # Same pod: one network namespace and one hostname.
+    out = up.kubectl("exec", "duo", "-c", "client", "--", "hostname").stdout.strip()
+    assert out == "duo"
+    up.kubectl("delete", "pod", "duo", "--wait=false")
+
+
+def test_memory_hog_is_oomkilled_and_restarted(oci: Any) -> None:
+    up, reg = oci
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hog"},
+               "spec": _pod_spec(reg.image("busybox"), containers=[{
+                   "name": "hog", "image": reg.image("busybox"),
+                   "command": ["sh", "-c", "x=a; while true; do x=$x$x; done"],
+                   "resources": {"limits": {"memory": "32Mi"}}}])})
+
+    def oom_restarted() -> dict[str, Any] | None:
+        cs = (pod(up, "hog").get("status", {}).get("containerStatuses") or [{}])[0]
+        term = (cs.get("lastState") or {}).get("terminated") or {}
+        return cs if cs.get("restartCount", 0) >= 1 and term.get("reason") == "OOMKilled" \
+            else None
+    cs = wait_for("OOMKilled, restarted", oom_restarted, timeout=60)
+    assert cs["lastState"]["terminated"]["exitCode"] == 137
+    up.kubectl("delete", "pod", "hog", "--wait=false")
+
+
+def test_readiness_probe_gates_ready(oci: Any) -> None:
+    up, reg = oci
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gate"},
+               "spec": _pod_spec(reg.image("busybox"), containers=[{
+                   "name": "main", "image": reg.image("busybox"),
+                   "command": ["sleep", "3600"],
+                   "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]},
+                                      "periodSeconds": 1}}])})
+    wait_for("Running", lambda: pod(up, "gate").get("status", {}).get("phase") == "Running",
+             timeout=60)
+    time.sleep(2)
+    conds = {c["type"]: c["status"] for c in pod(up, "gate")["status"]["conditions"]}
+    assert conds["Ready"] == "False"
+    up.kubectl("exec", "gate", "--", "touch", "/tmp/ready")
+    wait_for("Ready", lambda: {c["type"]: c["status"] for c in pod(up, "gate")["status"]
+                               ["conditions"]}["Ready"] == "True", timeout=20)
+    up.kubectl("delete", "pod", "gate", "--wait=false")
+
+
+def test_kubectl_exec_it_shell(oci: Any) -> None:
+    up, reg = oci
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell"},
+               "spec": _pod_spec(reg.image("busybox"), containers=[{
+                   "name": "main", "image": reg.image("busybox"),
+                   "command": ["sleep", "3600"]}])})
+    wait_for("Running", lambda: pod(up, "shell").get("status", {}).get("phase") == "Running",
+             timeout=60)
+    master, slave = pty.openpty()
+    env = {**os.environ, "KUBECONFIG": str(up.kubeconfig)}
+    proc = subprocess.Popen(["kubectl", "exec", "-it", "shell", "--", "sh"], stdin=slave,
+                            stdout=slave, stderr=slave, env=env, close_fds=True,
+                            start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        sent = False
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if r:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out += data
+            if not sent and (b"#" in out or time.monotonic() > deadline - 25):
+                os.write(master, b"echo tty=$(tty) answer=$((6*7)); cat /etc/hostname\n")
+                os.write(master, b"exit 3\n")
+                sent = True
+            if proc.poll() is not None and not r:
+                break
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = out.decode(errors="replace")
+    assert "answer=42" in text, text
+    assert re.search(r"tty=/dev/pts/\d+", text), text
+    assert "shell" in text
+    assert proc.returncode == 3, text
+    up.kubectl("delete", "pod", "shell", "--wait=false")
+
+
+def test_wrong_image_err_image_pull_then_backoff(oci: Any) -> None:
+    up, reg = oci
+    image = f"{reg.host}/no-such-image:v1"
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "noimg"},
+               "spec": _pod_spec(image)})
+
+    def waiting_reasons() -> set[str]:
+        cs = (pod(up, "noimg").get("status", {}).get("containerStatuses") or [{}])[0]
+        return {((cs.get("state") or {}).get("waiting") or {}).get("reason", "")}
+    seen: set[str] = set()
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not {"ErrImagePull", "ImagePullBackOff"} <= seen:
+        seen |= waiting_reasons()
+        time.sleep(0.2)
+    assert {"ErrImagePull", "ImagePullBackOff"} <= seen, seen
+    evs = events(up, "noimg")
+    msgs = [(e["reason"], e["message"]) for e in evs]
+    assert any(r == "Failed" and m.startswith(f'Failed to pull image "{image}"')
+               and "not found" in m for r, m in msgs), msgs
+    assert ("Failed", "Error: ErrImagePull") in msgs, msgs
+    assert any(r == "BackOff" and m == f'Back-off pulling image "{image}"' for r, m in msgs)
+    assert pod(up, "noimg")["status"]["phase"] == "Pending"
+    up.kubectl("delete", "pod", "noimg", "--wait=false")
+
+
+def _node_state(agent: Path, bridge: str) -> list[str]:
+    """What pods leave on a running node once they are gone: pinned namespaces, veths on
+    the bridge, host-local IP allocations, CNI cache entries, mounts (rootfs overlays,
+    namespace files), runc containers, pod cgroups and pod directories."""
+    out: list[str] = []
+    out += [f"sandbox {p.name}" for p in (agent / "sandboxes").iterdir()]
+    brif = Path(f"/sys/class/net/{bridge}/brif")
+    out += [f"veth {p.name}" for p in brif.iterdir()] if brif.exists() else []
+    ipam = agent / "cni" / "ipam"
+    out += [f"ip {p.name}" for p in ipam.rglob("*") if p.is_file()
+            and p.name not in ("lock",) and not p.name.startswith("last_reserved_ip")]
+    cache = agent / "cni" / "cache"
+    out += [f"cni-cache {p.name}" for p in cache.rglob("*") if p.is_file()]
+    mounts = [line.split()[4] for line in
+              Path("/proc/self/mountinfo").read_text().splitlines()]
+    out += [f"mount {m}" for m in mounts if m.startswith(str(agent) + "/")
+            and m != str(agent / "sandboxes")]
+    runc = subprocess.run(["runc", "--root", str(agent / "runc"), "list", "-q"],
+                          capture_output=True, text=True).stdout.split()
+    out += [f"runc {c}" for c in runc]
+    for ctrl in ("memory", "cpu", "pids"):
+        out += [f"cgroup {p}" for p in Path(f"/sys/fs/cgroup/{ctrl}/pyk8s-{NODE}").glob("pod*")]
+    out += [f"pod dir {p.name}" for p in (agent / "pods").iterdir()]
+    return out
+
+
+def test_create_delete_cycles_leave_nothing_behind(oci: Any) -> None:
+    """100 pods, 25 at a time: each gets a sandbox, an IP and a running container, then
+    is deleted; the node is left as it was."""
+    up, reg = oci
+    agent = up.data_dir / "agent"
+    bridge = next(a for a in zip(up.extra, up.extra[1:]) if a[0] == "--cni-bridge")[1]
+    image = reg.image("busybox")
+    for batch in range(4):
+        items = [{"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": f"cycle-{batch}-{i}", "labels": {"cycle": "yes"}},
+                  "spec": _pod_spec(image, containers=[{
+                      "name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
+                      "command": ["sleep", "3600"]}])} for i in range(25)]
+        apply(up, {"apiVersion": "v1", "kind": "List", "items": items})
+        running = wait_for("25 pods Running with IPs", lambda: (lambda ps: len(ps) == 25 and all(
+            p.get("status", {}).get("phase") == "Running" and p["status"].get("podIP")
+            for p in ps) and ps)(pods(up, "cycle=yes")), timeout=90)
+        assert len({p["status"]["podIP"] for p in running}) == 25
+        if batch == 0:   # what the check below looks for is there while the pods run
+            state = _node_state(agent, bridge)
+            for kind in ("sandbox", "veth", "ip", "cni-cache", "mount", "runc", "cgroup",
+                         "pod dir"):
+                assert sum(x.startswith(kind + " ") for x in state) >= 25, (kind, state)
+        up.kubectl("delete", "pods", "-l", "cycle=yes", "--wait=true", "--timeout=90s")
+    try:
+        wait_for("the node clean again", lambda: not _node_state(agent, bridge), timeout=30)
+    except AssertionError:
+        raise AssertionError(f"left behind: {_node_state(agent, bridge)}") from None
