@@ -112,7 +112,7 @@ def run_image(args: argparse.Namespace) -> int:
         if cmd == "import":
             records = store.import_archive(args.file, args.name)
             for rec in records:
-                names = ", ".join(rec.repo_tags) or "(untagged)"
+                names = ", ".join(rec.repo_tags) or "(untagged: name it with --name)"
                 print(f"imported {names} {rec.id}")
             return 0
         if cmd in ("ls", "images", "list"):

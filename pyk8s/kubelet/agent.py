@@ -15,7 +15,7 @@ from typing import Any
 from pyk8s.client.rest import ClientConfig, RESTClient
 from pyk8s.kubelet.kubelet import Kubelet, KubeletOptions
 from pyk8s.kubelet.node import (NodeConfig, NodeResources, filesystem_bytes,
-                                read_meminfo_bytes)
+                                host_os_image, read_meminfo_bytes)
 from pyk8s.kubelet.podworkers import default_pod_cidr
 from pyk8s.kubelet.runtime import NotImplementedRuntime, make_runtime
 
@@ -79,9 +79,17 @@ def add_agent_parser(sub: Any) -> None:
 
 def add_container_runtime_args(p: Any) -> None:
     """The container flags of `pyk8s agent` and `pyk8s up` (most for the oci runtime)."""
+    from pyk8s.cli.main import parse_duration
     p.add_argument("--container-restart-backoff", type=float, default=10.0,
                    help="first crash-loop back-off in seconds (doubles up to the maximum)")
     p.add_argument("--container-restart-backoff-max", type=float, default=300.0)
+    p.add_argument("--image-gc-high-threshold", type=int, default=85,
+                   help="oci: disk usage percent of the image store's filesystem that "
+                        "starts image garbage collection")
+    p.add_argument("--image-gc-low-threshold", type=int, default=80,
+                   help="oci: the usage percent image garbage collection frees down to")
+    p.add_argument("--image-minimum-gc-age", type=parse_duration, default=120.0,
+                   help="oci: an unused image is kept at least this long (e.g. 2m)")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
                    help="oci: a registry reached over plain HTTP (or HTTPS without "
                         "verification), e.g. 127.0.0.1:5000; repeatable")
@@ -94,6 +102,15 @@ def add_container_runtime_args(p: Any) -> None:
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--resolv-conf", default="/etc/resolv.conf",
                    help="the resolver configuration dnsPolicy Default pods get")
+
+
+def apply_container_runtime_args(opts: KubeletOptions, args: argparse.Namespace) -> None:
+    """The kubelet's share of add_container_runtime_args' flags."""
+    opts.backoff_initial = args.container_restart_backoff
+    opts.backoff_max = args.container_restart_backoff_max
+    opts.image_gc_high_threshold = args.image_gc_high_threshold
+    opts.image_gc_low_threshold = args.image_gc_low_threshold
+    opts.image_minimum_gc_age = args.image_minimum_gc_age
 
 
 def oci_options(args: argparse.Namespace, node_name: str) -> dict[str, Any]:
@@ -143,15 +160,16 @@ async def run_agent(args: argparse.Namespace) -> None:
                           insecure_skip_tls_verify=ca is None)
     node = NodeConfig(name=name, node_ip=args.node_ip, resources=resources,
                       runtime_version=runtime.version(), labels=_labels(args.node_labels))
+    if args.runtime != "fake":
+        node.os_image = host_os_image()
     opts = KubeletOptions(node=node, pod_cidr=args.pod_cidr or default_pod_cidr(name),
                           status_update_frequency=args.node_status_update_frequency,
                           status_report_frequency=args.node_status_report_frequency,
                           lease_interval=args.node_lease_renew_interval,
-                          backoff_initial=args.container_restart_backoff,
-                          backoff_max=args.container_restart_backoff_max,
                           pod_manifest_path=args.pod_manifest_path,
                           file_check_frequency=args.file_check_frequency,
                           data_dir=str(data_dir), volume_sync_period=args.volume_sync_period)
+    apply_container_runtime_args(opts, args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -230,13 +248,12 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
     config = ClientConfig(server=server.rstrip("/"), token=token or None, ca_data=ca,
                           insecure_skip_tls_verify=ca is None)
     node = NodeConfig(name=name, node_ip="127.0.0.1", resources=resources,
-                      runtime_version=runtime.version())
+                      runtime_version=runtime.version(), os_image=host_os_image())
     opts = KubeletOptions(node=node, pod_cidr=default_pod_cidr(name), data_dir=str(data_dir),
                           pod_manifest_path=str(Path(pod_manifest_path).resolve())
                           if pod_manifest_path else "")
     if runtime_args is not None:
-        opts.backoff_initial = runtime_args.container_restart_backoff
-        opts.backoff_max = runtime_args.container_restart_backoff_max
+        apply_container_runtime_args(opts, runtime_args)
     async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}") as client:
         log.info("local node %s, runtime %s", name, runtime.version())
         from pyk8s.kubelet.server import KubeletServer

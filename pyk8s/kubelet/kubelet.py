@@ -23,7 +23,7 @@ from pyk8s.kubelet.envvars import (CachedGetter, ContainerConfigError, container
 from pyk8s.kubelet.lease import NodeLease
 from pyk8s.kubelet.node import (NODE_STATUS_REPORT_FREQUENCY, NODE_STATUS_UPDATE_FREQUENCY,
                                 NodeConfig, NodeHealth, build_node, build_node_status,
-                                now_rfc3339, should_post)
+                                node_images, now_rfc3339, should_post)
 from pyk8s.kubelet.podworkers import (Backoff, PodIPAM, build_pod_status,
                                       crash_loop_message, go_duration, pod_status_changed)
 from pyk8s.kubelet.prober import ProbeManager
@@ -71,6 +71,12 @@ class KubeletOptions:
     # Static pods (upstream --pod-manifest-path, --file-check-frequency).
     pod_manifest_path: str = ""
     file_check_frequency: float = FILE_CHECK_FREQUENCY
+    # Image GC (upstream --image-gc-high-threshold / low / --image-minimum-gc-age, and
+    # ImageGCPeriod).
+    image_gc_high_threshold: int = 85
+    image_gc_low_threshold: int = 80
+    image_minimum_gc_age: float = 120.0
+    image_gc_period: float = 300.0
 
 
 class Kubelet:
@@ -150,8 +156,11 @@ class Kubelet:
                                 f"Node {self.name} status is now: {reason}", ref=ref)
 
     async def sync_node_status(self, force: bool = False) -> bool:
+        images = self.runtime.images
         desired = build_node_status(self.o.node, self._node_status, self.health, now_rfc3339(),
-                                    boot_id=self.boot_id, machine_id=self.machine_id)
+                                    boot_id=self.boot_id, machine_id=self.machine_id,
+                                    images=node_images(images.store.list())
+                                    if images is not None else None)
         mono = time.monotonic()
         if not force and not should_post(self._node_status, desired, self._last_report, mono,
                                          self.o.status_report_frequency):
@@ -209,6 +218,34 @@ class Kubelet:
             except Exception as e:
                 log.warning("updating node %s status: %s", self.name, e)
 
+    async def _image_gc_loop(self, stop: asyncio.Event) -> None:
+        """Upstream's image garbage collection, every ImageGCPeriod (5 min): above the
+        high disk threshold, unused images (no container of any pod here refers to them)
+        older than the minimum age go, least recently used first, down to the low
+        threshold."""
+        images = self.runtime.images
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.o.image_gc_period)
+                return
+            except asyncio.TimeoutError:
+                pass
+            in_use = {ref for uid in self.runtime.pod_uids()
+                      for c in self.runtime.pod_containers(uid)
+                      for ref in (c.image, c.image_id) if ref}
+            try:
+                removed, freed = await images.gc(
+                    in_use, high_percent=self.o.image_gc_high_threshold,
+                    low_percent=self.o.image_gc_low_threshold,
+                    min_age=self.o.image_minimum_gc_age)
+            except Exception as e:
+                log.warning("image garbage collection: %s", e)
+                continue
+            if removed:
+                log.info("image garbage collection: removed %d images, %d bytes",
+                         len(removed), freed)
+                await self.sync_node_status()
+
     # -- pods -----------------------------------------------------------------------------
     async def sync_pod(self, key: str) -> None:
         pod, mirror = await self._pod_for(key)
@@ -233,6 +270,8 @@ class Kubelet:
             self._uids[key] = uid
             self._refs[uid] = pod
             log.info("starting pod %s (%s)", key, uid)
+        if self.runtime.images is not None:
+            tasks.append(asyncio.create_task(self._image_gc_loop(stop), name="image-gc"))
         if self.runtime.needs_pod_cidr:
             pod_ip = await self._sandbox(key, pod, mirror)
             if pod_ip is None:
@@ -716,6 +755,8 @@ class Kubelet:
                  asyncio.create_task(run_workers(self.queue, self.sync_pod, self.o.workers,
                                                  name="kubelet-pods"), name="pod-workers")]
         tasks.append(asyncio.create_task(self._volume_sync_loop(stop), name="volume-sync"))
+        if self.runtime.images is not None:
+            tasks.append(asyncio.create_task(self._image_gc_loop(stop), name="image-gc"))
         if self.runtime.needs_pod_cidr:
             tasks.append(asyncio.create_task(self._pod_cidr_loop(stop), name="pod-cidr"))
         self.pods.start()

@@ -121,6 +121,30 @@ class NodeConfig:
     runtime_version: str
     labels: dict[str, str] = field(default_factory=dict)
     kubelet_port: int = 10250
+    os_image: str = "pyk8s hollow node"     # a real node: the host's PRETTY_NAME
+
+
+def host_os_image(path: str = "/etc/os-release") -> str:
+    """The host's os-release PRETTY_NAME (what upstream reports as nodeInfo.osImage)."""
+    try:
+        for line in open(path, encoding="utf-8"):
+            key, _, value = line.strip().partition("=")
+            if key == "PRETTY_NAME":
+                return value.strip().strip('"') or "Linux"
+    except OSError:
+        pass
+    return "Linux"
+
+
+# Upstream's nodeStatusMaxImages: the Node lists at most this many images, biggest first.
+NODE_STATUS_MAX_IMAGES = 50
+
+
+def node_images(records: list[Any]) -> list[Obj]:
+    """status.images from the image store's records (names: digests, then tags)."""
+    out = [{"names": list(r.repo_digests) + list(r.repo_tags), "sizeBytes": r.size}
+           for r in sorted(records, key=lambda r: (-r.size, r.id))]
+    return [i for i in out if i["names"]][:NODE_STATUS_MAX_IMAGES]
 
 
 def node_labels(cfg: NodeConfig) -> dict[str, str]:
@@ -130,9 +154,10 @@ def node_labels(cfg: NodeConfig) -> dict[str, str]:
 
 
 def build_node_status(cfg: NodeConfig, previous: Obj | None, health: NodeHealth,
-                      now: str, boot_id: str = "", machine_id: str = "") -> Obj:
+                      now: str, boot_id: str = "", machine_id: str = "",
+                      images: list[Obj] | None = None) -> Obj:
     prev_conds = (previous or {}).get("conditions")
-    return {
+    status = {
         "capacity": cfg.resources.capacity(),
         "allocatable": cfg.resources.allocatable(),
         "conditions": build_conditions(prev_conds, health, now),
@@ -140,11 +165,14 @@ def build_node_status(cfg: NodeConfig, previous: Obj | None, health: NodeHealth,
                       {"type": "Hostname", "address": cfg.name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.kubelet_port}},
         "nodeInfo": {"machineID": machine_id, "systemUUID": machine_id, "bootID": boot_id,
-                     "kernelVersion": os.uname().release, "osImage": "pyk8s hollow node",
+                     "kernelVersion": os.uname().release, "osImage": cfg.os_image,
                      "containerRuntimeVersion": cfg.runtime_version,
                      "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": "",
                      "operatingSystem": "linux", "architecture": "amd64"},
     }
+    if images is not None:
+        status["images"] = images
+    return status
 
 
 def build_node(cfg: NodeConfig, health: NodeHealth, now: str) -> Obj:
@@ -165,7 +193,8 @@ def _without_heartbeats(status: Obj) -> Obj:
     return s
 
 
-KEYS = ("capacity", "allocatable", "conditions", "addresses", "daemonEndpoints", "nodeInfo")
+KEYS = ("capacity", "allocatable", "conditions", "addresses", "daemonEndpoints", "nodeInfo",
+        "images")
 
 
 def status_changed(current: Obj | None, desired: Obj) -> bool:

@@ -128,6 +128,11 @@ def test_deployment_of_httpd_pods_ready_and_answering(oci: Any) -> None:
     assert cs["imageID"].startswith(f"{reg.host}/busybox@sha256:")
     reasons = {e["reason"] for e in events(up, items[0]["metadata"]["name"])}
     assert {"Scheduled", "Pulled", "Created", "Started"} <= reasons, reasons
+    # The node lists its images (digest and tag) and its OS, as upstream's kubelet does.
+    status = up.kubectl_json("get", "node", NODE, "-o", "json")["status"]
+    names = [n for i in status.get("images", []) for n in i["names"]]
+    assert cs["imageID"] in names and image in names, names
+    assert status["nodeInfo"]["osImage"] != "pyk8s hollow node"
     up.kubectl("delete", "deployment", "web")
 
 

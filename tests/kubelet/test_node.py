@@ -1,9 +1,12 @@
 """Node status building, condition transitions and the post-on-change rule."""
 from __future__ import annotations
 
-from pyk8s.kubelet.node import (NodeConfig, NodeHealth, NodeResources, build_conditions,
-                                build_node, build_node_status, read_meminfo_bytes,
-                                should_post, status_changed)
+from pathlib import Path
+
+from pyk8s.kubelet.node import (NODE_STATUS_MAX_IMAGES, NodeConfig, NodeHealth,
+                                NodeResources, build_conditions, build_node,
+                                build_node_status, host_os_image, node_images,
+                                read_meminfo_bytes, should_post, status_changed)
 
 GI = 1024 ** 3
 
@@ -75,3 +78,32 @@ def test_build_node_labels() -> None:
     assert n["metadata"]["labels"]["kubernetes.io/hostname"] == "n1"
     assert n["metadata"]["labels"]["kubernetes.io/os"] == "linux"
     assert n["status"]["conditions"][-1]["type"] == "Ready"
+
+
+def test_node_images_biggest_first_digests_then_tags_at_most_50() -> None:
+    from types import SimpleNamespace as R
+    records = [R(id=f"sha256:{i:064x}", size=i * 10, repo_digests=[f"r/x{i}@sha256:{i:064x}"],
+                 repo_tags=[f"r/x{i}:v1"]) for i in range(60)]
+    records.append(R(id="sha256:" + "f" * 64, size=10**9, repo_digests=[], repo_tags=[]))
+    images = node_images(records)
+    assert len(images) == NODE_STATUS_MAX_IMAGES == 50
+    assert images[0] == {"names": [f"r/x59@sha256:{59:064x}", "r/x59:v1"], "sizeBytes": 590}
+    assert [i["sizeBytes"] for i in images] == sorted((i["sizeBytes"] for i in images),
+                                                      reverse=True)
+
+
+def test_host_os_image(tmp_path: Path) -> None:
+    f = tmp_path / "os-release"
+    f.write_text('NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n')
+    assert host_os_image(str(f)) == "Debian GNU/Linux 12 (bookworm)"
+    assert host_os_image(str(tmp_path / "missing")) == "Linux"
+
+
+def test_status_lists_images_only_when_given() -> None:
+    health = NodeHealth()
+    assert "images" not in build_node_status(cfg(), None, health, "2026-01-01T00:00:00Z")
+    with_images = build_node_status(cfg(), None, health, "2026-01-01T00:00:00Z",
+                                    images=[{"names": ["a"], "sizeBytes": 1}])
+    assert with_images["images"] == [{"names": ["a"], "sizeBytes": 1}]
+    assert status_changed(build_node_status(cfg(), None, health, "2026-01-01T00:00:00Z",
+                                            images=[]), with_images)

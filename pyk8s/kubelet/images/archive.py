@@ -3,8 +3,10 @@
 and `docker save` archives (`manifest.json` with RepoTags).
 
 An image's name comes from its index entry's `io.containerd.image.name`, else
-`org.opencontainers.image.ref.name` (a full reference, or a bare name such as `v1`, which
-is normalized as any reference: `docker.io/library/v1:latest`), unless `name` is given.
+`org.opencontainers.image.ref.name` when that is a full reference, unless `name` is given.
+A ref.name that is only a tag (`latest`, `v1`: what `skopeo copy … oci:DIR:TAG` writes)
+names no repository, so such an image is imported untagged (by its id) unless `name` is
+given, as containerd does without a base name.
 """
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ def _name_ref(name: str) -> Reference | None:
     except ValueError:
         log.warning("image name %r is not a valid reference: imported untagged", name)
         return None
+
+
+def _tag_only(name: str) -> bool:
+    """An OCI ref.name that is just a tag: no registry, repository or digest."""
+    return not any(c in name for c in "/:@")
 
 
 def _extract(archive: Path, dest: Path) -> None:
@@ -129,6 +136,10 @@ def import_layout(store: ImageStore, layout: str | os.PathLike[str], name: str |
     for desc in entries:
         ann = desc.get("annotations") or {}
         ref_name = name or ann.get(CONTAINERD_NAME) or ann.get(REF_NAME) or ""
+        if ref_name and ref_name == ann.get(REF_NAME) and not name and _tag_only(ref_name):
+            log.warning("%s: the image is named only %r (a tag): imported untagged; name "
+                        "it with --name REPOSITORY[:TAG]", root, ref_name)
+            ref_name = ""
         ref = _name_ref(ref_name) if ref_name else None
         top = str(desc.get("digest") or "")
         doc = lay.doc(top)

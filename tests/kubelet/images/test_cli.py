@@ -63,6 +63,19 @@ def test_up_data_dir_and_name(tmp_path: Path, busybox_layout: Path) -> None:
     assert r.returncode == 1 and "no such file" in r.stderr
 
 
+def test_tag_only_ref_name_imports_untagged(tmp_path: Path, busybox_layout: Path) -> None:
+    """`skopeo copy … oci:DIR:latest` names the image only `latest`: no repository, so
+    it comes in by id (as containerd without a base name), with a hint."""
+    data = tmp_path / "agent"
+    r = pyk8s("import", "--data-dir", str(data), str(busybox_layout))
+    assert r.returncode == 0, r.stderr
+    image_id = layout_config_digest(busybox_layout)
+    assert r.stdout.strip() == f"imported (untagged: name it with --name) {image_id}"
+    assert "--name REPOSITORY[:TAG]" in r.stderr
+    store = ImageStore(data / "images")
+    assert store.get(image_id) is not None and store.get("latest") is None
+
+
 def test_human_size() -> None:
     assert [human_size(n) for n in (0, 999, 1000, 1036988, 2_160_000_000)] == \
         ["0B", "999B", "1kB", "1.04MB", "2.16GB"]
