@@ -270,8 +270,6 @@ class Kubelet:
             self._uids[key] = uid
             self._refs[uid] = pod
             log.info("starting pod %s (%s)", key, uid)
-        if self.runtime.images is not None:
-            tasks.append(asyncio.create_task(self._image_gc_loop(stop), name="image-gc"))
         if self.runtime.needs_pod_cidr:
             pod_ip = await self._sandbox(key, pod, mirror)
             if pod_ip is None:

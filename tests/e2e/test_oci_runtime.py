@@ -129,9 +129,14 @@ def test_deployment_of_httpd_pods_ready_and_answering(oci: Any) -> None:
     reasons = {e["reason"] for e in events(up, items[0]["metadata"]["name"])}
     assert {"Scheduled", "Pulled", "Created", "Started"} <= reasons, reasons
     # The node lists its images (digest and tag) and its OS, as upstream's kubelet does.
+    # (with the next node status update, every 10 s)
+    def node_images() -> list[str]:
+        status = up.kubectl_json("get", "node", NODE, "-o", "json")["status"]
+        return [n for i in status.get("images", []) for n in i["names"]]
+    names = wait_for("the image in the Node's status", lambda: (
+        lambda ns: cs["imageID"] in ns and image in ns and ns)(node_images()), timeout=25)
+    assert cs["imageID"] in names
     status = up.kubectl_json("get", "node", NODE, "-o", "json")["status"]
-    names = [n for i in status.get("images", []) for n in i["names"]]
-    assert cs["imageID"] in names and image in names, names
     assert status["nodeInfo"]["osImage"] != "pyk8s hollow node"
     up.kubectl("delete", "deployment", "web")
 
@@ -318,3 +323,45 @@ def test_create_delete_cycles_leave_nothing_behind(oci: Any) -> None:
         wait_for("the node clean again", lambda: not _node_state(agent, bridge), timeout=30)
     except AssertionError:
         raise AssertionError(f"left behind: {_node_state(agent, bridge)}") from None
+
+
+def test_security_context_resources_volumes_and_host_network(oci: Any) -> None:
+    """What a container sees: its user, a read-only root, its cgroup limits, a ConfigMap
+    volume and env; a hostNetwork pod shares the node's network and reports its IP."""
+    up, reg = oci
+    image = reg.image("busybox")
+    up.kubectl("create", "configmap", "conf", "--from-literal=greeting=hello")
+    script = ("echo uid=$(id -u) gid=$(id -g); touch /x 2>/dev/null && echo rootfs=rw "
+              "|| echo rootfs=ro; touch /tmp/ok && echo tmp=rw; "
+              "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); "
+              "echo quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us); "
+              "echo greeting=$(cat /etc/conf/greeting) env=$GREETING; sleep 3600")
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sec"},
+               "spec": _pod_spec(image, volumes=[
+                   {"name": "conf", "configMap": {"name": "conf"}},
+                   {"name": "tmp", "emptyDir": {}}], containers=[{
+                       "name": "main", "image": image, "command": ["sh", "-c", script],
+                       "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {
+                           "name": "conf", "key": "greeting"}}}],
+                       "securityContext": {"runAsUser": 1000, "runAsGroup": 3000,
+                                           "readOnlyRootFilesystem": True},
+                       "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
+                       "volumeMounts": [{"name": "conf", "mountPath": "/etc/conf"},
+                                        {"name": "tmp", "mountPath": "/tmp"}]}])})
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hostnet"},
+               "spec": _pod_spec(image, hostNetwork=True, containers=[{
+                   "name": "main", "image": image, "command": ["sleep", "3600"]}])})
+    logs = wait_for("the report", lambda: (lambda t: "greeting=" in t and t)(up.kubectl(
+        "logs", "sec", check=False).stdout), timeout=60)
+    assert "uid=1000 gid=3000" in logs
+    assert "rootfs=ro" in logs and "tmp=rw" in logs
+    assert f"mem={64 * 1024 * 1024}" in logs
+    assert "quota=50000" in logs
+    assert "greeting=hello env=hello" in logs
+    wait_for("hostnet Running", lambda: pod(up, "hostnet").get("status", {}).get("phase")
+             == "Running", timeout=60)
+    st = pod(up, "hostnet")["status"]
+    assert st["podIP"] == st["hostIP"]
+    out = up.kubectl("exec", "hostnet", "--", "hostname").stdout.strip()
+    assert out == os.uname().nodename
+    up.kubectl("delete", "pod", "sec", "hostnet", "--wait=false")
