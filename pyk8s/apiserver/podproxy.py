@@ -75,6 +75,18 @@ def _waiting(pod: Obj, name: str, container: str) -> str | None:
     return "ContainerCreating"
 
 
+
+async def _relay(request: web.Request, resp: aiohttp.ClientResponse,
+                 out: web.StreamResponse) -> web.StreamResponse:
+    """Stream an upstream response's body to the client as it comes (chunked)."""
+    out.enable_chunked_encoding()
+    await out.prepare(request)
+    with contextlib.suppress(aiohttp.ClientError, ConnectionResetError):
+        async for chunk in resp.content.iter_any():
+            await out.write(chunk)
+    await out.write_eof()
+    return out
+
 class PodProxy:
     def __init__(self, server: "APIServer") -> None:
         self.server = server
@@ -150,13 +162,7 @@ class PodProxy:
             out = web.StreamResponse(status=resp.status, reason=resp.reason)
             if "Content-Type" in resp.headers:
                 out.headers["Content-Type"] = resp.headers["Content-Type"]
-            out.enable_chunked_encoding()
-            await out.prepare(request)
-            with contextlib.suppress(aiohttp.ClientError, ConnectionResetError):
-                async for chunk in resp.content.iter_any():
-                    await out.write(chunk)
-            await out.write_eof()
-            return out
+            return await _relay(request, resp, out)
 
     async def handle(self, request: web.Request, store: "Store", ns: str | None, name: str,
                      sub: str) -> web.StreamResponse:
@@ -240,14 +246,8 @@ class PodProxy:
         async with resp:
             if resp.status != 200:
                 raise await self._kubelet_error(resp)
-            out = web.StreamResponse(headers={"Content-Type": "text/plain"})
-            out.enable_chunked_encoding()
-            await out.prepare(request)
-            with contextlib.suppress(aiohttp.ClientError, ConnectionResetError):
-                async for chunk in resp.content.iter_any():
-                    await out.write(chunk)
-            await out.write_eof()
-            return out
+            return await _relay(request, resp,
+                                web.StreamResponse(headers={"Content-Type": "text/plain"}))
 
     async def _websocket(self, request: web.Request, url: str,
                          params: list[tuple[str, str]]) -> web.StreamResponse:

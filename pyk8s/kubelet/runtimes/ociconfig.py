@@ -158,6 +158,17 @@ def merged_env(inp: ContainerSpecInput) -> list[str]:
     return [f"{k}={v}" for k, v in out.items()]
 
 
+def _resolve(rootfs: str, file: str, what: str, name: str) -> tuple[int, int | None]:
+    """A numeric id as is, else the image's /etc/passwd or /etc/group entry: (id, its
+    primary gid for users)."""
+    if name.isdigit():
+        return int(name), None
+    found = _lookup(rootfs, file, name)
+    if found is None:
+        raise UserError(f"unable to find {what} {name}: no matching entries in {file} file")
+    return found[0], (found[1] if file == "passwd" else None)
+
+
 def _lookup(rootfs: str, file: str, name: str) -> tuple[int, int] | None:
     """(id, primary gid) of `name` in the rootfs' /etc/passwd or /etc/group."""
     try:
@@ -191,23 +202,10 @@ def resolve_user(inp: ContainerSpecInput) -> Obj:
     if img_user:
         u, _, g = img_user.partition(":")
         if u:
-            if u.isdigit():
-                img_uid = int(u)
-            else:
-                found = _lookup(inp.rootfs, "passwd", u)
-                if found is None:
-                    raise UserError(f'unable to find user {u}: no matching entries in '
-                                    f'passwd file')
-                img_uid, img_gid = found
+            img_uid, primary_gid = _resolve(inp.rootfs, "passwd", "user", u)
+            img_gid = primary_gid if primary_gid is not None else img_gid
         if g:
-            if g.isdigit():
-                img_gid = int(g)
-            else:
-                found = _lookup(inp.rootfs, "group", g)
-                if found is None:
-                    raise UserError(f"unable to find group {g}: no matching entries in "
-                                    f"group file")
-                img_gid = found[0]
+            img_gid = _resolve(inp.rootfs, "group", "group", g)[0]
     if uid is None:
         uid = img_uid or 0
         if gid is None:
