@@ -90,6 +90,9 @@ def add_container_runtime_args(p: Any) -> None:
                    help="oci: the usage percent image garbage collection frees down to")
     p.add_argument("--image-minimum-gc-age", type=parse_duration, default=120.0,
                    help="oci: an unused image is kept at least this long (e.g. 2m)")
+    p.add_argument("--pod-max-pids", type=int, default=-1,
+                   help="oci: the most processes a pod may run (its pod cgroup's pids.max; "
+                        "-1: no limit)")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
                    help="oci: a registry reached over plain HTTP (or HTTPS without "
                         "verification), e.g. 127.0.0.1:5000; repeatable")
@@ -119,7 +122,8 @@ def oci_options(args: argparse.Namespace, node_name: str) -> dict[str, Any]:
             "cni_bridge": args.cni_bridge,
             "cluster_dns": tuple(x.strip() for x in (args.cluster_dns or "").split(",")
                                  if x.strip()),
-            "cluster_domain": args.cluster_domain, "resolv_conf": args.resolv_conf}
+            "cluster_domain": args.cluster_domain, "resolv_conf": args.resolv_conf,
+            "pod_max_pids": args.pod_max_pids}
 
 
 def _labels(s: str) -> dict[str, str]:

@@ -117,6 +117,30 @@ def remove(rel: str, root: Path = ROOT) -> None:
                 pass
 
 
+def set_pids_max(rel: str, limit: int, root: Path = ROOT) -> None:
+    """Create the cgroup in the pids hierarchy (v2: the pids controller enabled down to
+    it) and cap its processes (`limit` ≤ 0: no cap). Containers nested below share it:
+    upstream's pod-level --pod-max-pids."""
+    d = _dir("pids", rel, root)
+    if is_v2(root):
+        parts = rel.strip("/").split("/")
+        for i in range(len(parts)):
+            parent = root.joinpath(*parts[:i])
+            parent.mkdir(exist_ok=True)
+            try:
+                (parent / "cgroup.subtree_control").write_text("+pids")
+            except OSError:
+                pass
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "pids.max").write_text(str(limit) if limit > 0 else "max")
+
+
+def pids_max(rel: str, root: Path = ROOT) -> int | None:
+    """The cgroup's pids limit; None when it has none."""
+    s = (_read(_dir("pids", rel, root) / "pids.max") or "").strip()
+    return int(s) if s.isdigit() else None
+
+
 def exists(rel: str, root: Path = ROOT) -> list[str]:
     """The hierarchies in which the cgroup `rel` exists (empty: none)."""
     rel = rel.strip("/")

@@ -42,7 +42,8 @@ def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
                        local_node=True,
                        extra=["--node-name", NODE, "--runtime", "oci",
                               "--insecure-registry", registry.host, "--cni-bridge", bridge,
-                              "--cluster-cidr", cidr, "--container-restart-backoff", "1"])
+                              "--cluster-cidr", cidr, "--container-restart-backoff", "1",
+                              "--pod-max-pids", "200"])
     try:
         up.start(timeout=40)
         wait_for("node Ready", lambda: " Ready " in up.kubectl(
@@ -358,6 +359,10 @@ def test_security_context_resources_volumes_and_host_network(oci: Any) -> None:
     assert f"mem={64 * 1024 * 1024}" in logs
     assert "quota=50000" in logs
     assert "greeting=hello env=hello" in logs
+    # --pod-max-pids caps the pod cgroup its containers share
+    from pyk8s.kubelet import cgroups
+    uid = pod(up, "sec")["metadata"]["uid"]
+    assert cgroups.pids_max(f"/pyk8s-{NODE}/pod{uid}") == 200
     wait_for("hostnet Running", lambda: pod(up, "hostnet").get("status", {}).get("phase")
              == "Running", timeout=60)
     st = pod(up, "hostnet")["status"]

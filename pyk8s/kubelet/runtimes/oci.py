@@ -118,8 +118,8 @@ class OCIRuntime(Runtime):
     def __init__(self, data_dir: str | os.PathLike[str], node_name: str = "",
                  insecure_registries: tuple[str, ...] = (), binary: str | None = None,
                  cni_bridge: str = "cni0", cluster_dns: tuple[str, ...] = (),
-                 cluster_domain: str = "cluster.local", resolv_conf: str = "/etc/resolv.conf"
-                 ) -> None:
+                 cluster_domain: str = "cluster.local", resolv_conf: str = "/etc/resolv.conf",
+                 pod_max_pids: int = -1) -> None:
         from pyk8s.kubelet.images import ImageManager, ImageStore, RegistryClient
         self.data_dir = Path(data_dir).resolve()
         self.binary = binary or find_oci_runtime() or "runc"
@@ -136,6 +136,7 @@ class OCIRuntime(Runtime):
         self.cluster_dns = list(cluster_dns)
         self.cluster_domain = cluster_domain
         self.resolv_conf_path = resolv_conf
+        self.pod_max_pids = pod_max_pids
         self.network: Any = None            # PodNetwork once the node has its pod CIDR
         self.pod_cidr = ""
         self._sandboxes: dict[str, _Sandbox] = {}
@@ -316,6 +317,12 @@ class OCIRuntime(Runtime):
             d = self.pods_dir / uid
             d.mkdir(parents=True, exist_ok=True)
             hostname = socket.gethostname() if host_net else podfiles.pod_hostname(pod)
+            if self.pod_max_pids > 0:
+                try:
+                    cgroups.set_pids_max(self.pod_cgroup(uid), self.pod_max_pids)
+                except OSError as e:
+                    raise SandboxError(f"Failed to create pod sandbox: pids limit: {e}"
+                                       ) from None
             creating = asyncio.ensure_future(create_pod_namespaces(
                 self.sandbox_root, uid, hostname, host_network=host_net))
             try:
