@@ -7,7 +7,7 @@ PORT ?= 6443
 # Parallel test workers (pytest-xdist); CI has 2 cores.
 TEST_WORKERS ?= 4
 
-.PHONY: up test venv dev-venv system-deps bench bench-controllers bench-scheduler clean
+.PHONY: up test venv dev-venv system-deps bench bench-controllers bench-scheduler bench-pods clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -69,6 +69,12 @@ bench-controllers: venv
 
 bench-scheduler: venv
 	$(VPY) bench/scheduler.py
+
+# Pod start-up on real containers (root, runc, CNI plugins, docker-registry, skopeo);
+# BENCH_PODS_ARGS="--runtime process" for the process runtime.
+BENCH_PODS_ARGS ?= --runtime oci
+bench-pods: dev-venv
+	$(VPY) bench/pods.py $(BENCH_PODS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,8 +8,10 @@ config are cached per container under `cache_dir/results/<network>-<container>-<
 the result as `prevResult`. A failed ADD deletes what it added, then raises CNIError with
 the plugin's error. DEL runs the plugins in reverse order; it is idempotent (an unknown
 container is fine), and with the netns gone it passes an empty CNI_NETNS (which the spec
-allows): the IPAM allocation is released; the bridge plugin's ipMasq rule, which it can no
-longer find then, is removed here.
+allows): the IPAM allocation is released. The bridge plugin removes its ipMasq chain only
+when it still finds the pod's interface (not with the netns gone, nor when the interface
+went away earlier, e.g. on a retried DEL): that chain and its POSTROUTING jump are removed
+here after every DEL of a network with ipMasq.
 
 Plugins run as asyncio subprocesses with a timeout, at most `max_parallel` at a time."""
 from __future__ import annotations
@@ -65,18 +67,21 @@ class CNIResult:
 
     @classmethod
     def from_raw(cls, raw: Obj) -> "CNIResult":
-        addrs: list[str] = []
-        for entry in raw.get("ips") or []:
-            a = str(entry.get("address", "")).split("/")[0]
-            if a and a not in addrs:
-                addrs.append(a)
-        addrs.sort(key=lambda a: ipaddress.ip_address(a).version)    # stable: v4 first
+        found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+        entries = [e.get("address") for e in raw.get("ips") or [] if isinstance(e, dict)]
         # 0.2.0 results: "ip4" / "ip6"
-        for key in ("ip4", "ip6"):
-            a = str((raw.get(key) or {}).get("ip", "")).split("/")[0]
-            if a and a not in addrs:
-                addrs.append(a)
-        return cls(addrs, list(raw.get("interfaces") or []), raw)
+        entries += [raw[k].get("ip") for k in ("ip4", "ip6")
+                    if isinstance(raw.get(k), dict)]
+        for entry in entries:
+            try:   # a malformed entry is skipped (not a ValueError after a successful ADD)
+                a = ipaddress.ip_address(str(entry or "").split("/")[0])
+            except ValueError:
+                continue
+            if a not in found:
+                found.append(a)
+        found.sort(key=lambda a: a.version)                          # stable: v4 first
+        interfaces = [i for i in raw.get("interfaces") or [] if isinstance(i, dict)]
+        return cls([str(a) for a in found], interfaces, raw)
 
     def host_interfaces(self) -> list[str]:
         """Host-side interface names (the bridge, the veth's host end)."""
@@ -263,7 +268,17 @@ class CNINetwork:
                     pass
                 raise
         assert prev is not None
-        self._write_cache(container_id, ifname, netns_path, args, caps, prev)
+        try:
+            self._write_cache(container_id, ifname, netns_path, args, caps, prev)
+        except OSError:
+            # Not cached, the attachment could never be DELeted with its config and
+            # result: undo it now.
+            try:
+                await asyncio.shield(self._delete(self.conflist, plugins, container_id,
+                                                  netns_path, ifname, args, prev, caps))
+            except Exception:
+                pass
+            raise
         return CNIResult.from_raw(prev)
 
     async def delete(self, container_id: str, netns_path: str | None = None,
@@ -293,11 +308,11 @@ class CNINetwork:
                                 self._stdin(plugin, conflist, prev, caps))
             except CNIError as e:
                 first = first or e
-        if not netns:
-            for plugin in plugins:
-                if plugin.get("ipMasq"):
-                    ips = CNIResult.from_raw(prev).ips if prev else []
-                    await remove_ipmasq(conflist["name"], container_id, ips)
+        # Not only with the netns gone: the plugin skips its teardown whenever the pod's
+        # interface is missing, which leaked the chain (cheap when already removed).
+        if any(p.get("ipMasq") for p in plugins):
+            ips = CNIResult.from_raw(prev).ips if prev else []
+            await remove_ipmasq(conflist["name"], container_id, ips)
         if first is not None:
             raise first
 
@@ -397,8 +412,12 @@ def _plugin_error(plugin_type: str, command: str, rc: int, out: bytes, err: byte
         except ValueError:
             continue
         if isinstance(e, dict) and ("msg" in e or "code" in e):
+            try:   # a malformed code must still give a CNIError (DEL goes on after one)
+                code = int(e.get("code") or 0)
+            except (TypeError, ValueError):
+                code = 0
             return CNIError(str(e.get("msg") or f"error code {e.get('code')}"),
-                            code=int(e.get("code") or 0), details=str(e.get("details") or ""),
+                            code=code, details=str(e.get("details") or ""),
                             plugin=plugin_type, command=command)
     text = (err or out).decode(errors="replace").strip() or f"exit status {rc}"
     return CNIError(f"plugin {plugin_type} failed ({command}): {text[-2000:]}",

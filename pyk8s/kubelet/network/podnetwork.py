@@ -57,12 +57,19 @@ def _cidrs(pod_cidr: str | Sequence[str]) -> list[ipaddress.IPv4Network | ipaddr
     return sorted(nets, key=lambda n: n.version)
 
 
+def valid_link_name(name: str) -> bool:
+    """The kernel's rules for a network device name (dev_valid_name): 1-15 bytes, not
+    `.` / `..`, no `/`, `:` or whitespace."""
+    return (0 < len(name.encode()) <= 15 and name not in (".", "..")
+            and not any(c in "/:" or c.isspace() for c in name))
+
+
 def default_conflist(pod_cidr: str | Sequence[str], bridge: str = "cni0",
                      ipam_data_dir: Path | str | None = None, mtu: int | None = None, *,
                      cni_version: str = "1.0.0", name: str = NETWORK_NAME) -> Obj:
     """bridge (+host-local) and portmap on `pod_cidr` (several, comma-separated, for dual
     stack). `ipam_data_dir` None: host-local's default /var/lib/cni/networks."""
-    if not bridge or len(bridge) > 15 or "/" in bridge or bridge.strip() != bridge:
+    if not valid_link_name(bridge):
         raise ValueError(f"invalid bridge name {bridge!r}")
     nets = _cidrs(pod_cidr)
     ipam: Obj = {"type": "host-local",
