@@ -29,7 +29,8 @@ dev-venv: $(VENV)/.dev-installed
 # docker-registry and skopeo (a local registry to pull from), iptables.
 SYSTEM_PACKAGES := kubectl:kubectl etcd:etcd-server runc:runc crun:crun \
 	/usr/lib/cni/bridge:containernetworking-plugins busybox:busybox-static \
-	docker-registry:docker-registry skopeo:skopeo iptables:iptables
+	docker-registry:docker-registry skopeo:skopeo iptables:iptables ip:iproute2 \
+	zstd:zstd
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \

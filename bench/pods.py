@@ -254,20 +254,6 @@ def oci_leftovers(d: Path, agent: Path, bridge: str, cidr: str) -> list[str]:
     return out
 
 
-def remove_node_cgroups() -> None:
-    """rmdir the node's (empty) cgroups in every hierarchy, so that a leftover reported
-    once is not reported again by the next run."""
-    for ctrl in Path("/sys/fs/cgroup").iterdir():
-        root = ctrl / f"pyk8s-{NODE}"
-        if root.is_dir():
-            for sub in sorted(root.rglob("*"), key=lambda p: -len(p.parts)) + [root]:
-                if sub.is_dir():
-                    try:
-                        sub.rmdir()
-                    except OSError:
-                        pass
-
-
 def force_unmount(d: Path) -> None:
     """Unmount what is left under `d` (deepest first) so the temp dir can go."""
     mps = [line.split()[4].replace("\\040", " ")
@@ -283,6 +269,7 @@ def run_oci(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from tests.images import build_busybox_image
     from tests.localregistry import LocalRegistry
+    from pyk8s.kubelet import cgroups
     bridge = f"pk8b{secrets.token_hex(3)}"
     cidr = f"10.{random.randint(100, 250)}.0.0/16"
     out: dict[str, Any] = {"runtime": "oci"}
@@ -347,7 +334,7 @@ def run_oci(args: argparse.Namespace) -> dict[str, Any]:
             out["leftovers"] = oci_leftovers(d, up / "agent", bridge, cidr)
     finally:
         force_unmount(d)
-        remove_node_cgroups()
+        cgroups.remove(f"/pyk8s-{NODE}")   # a leftover reported once, not again
         shutil.rmtree(d, ignore_errors=True)
     return out
 

@@ -20,10 +20,24 @@ ROOT = Path(__file__).resolve().parent.parent
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
 
 
-# Mount namespaces (volumes on the process runtime) need root. Outside CI a non-root run
-# skips those tests; in CI (CI=true) nothing is skipped: they run, and fail if not root.
-needs_root = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true",
-                                reason="mount namespaces need root")
+# Outside CI a test whose prerequisite (root, a system package) is missing is skipped; in
+# CI (CI=true) nothing is skipped: `make test` installs the packages, CI runs as root, and
+# a test missing either runs and fails.
+IN_CI = os.environ.get("CI") == "true"
+
+
+def needs(missing: bool, reason: str) -> pytest.MarkDecorator:
+    """Skip when `missing`, except in CI."""
+    return pytest.mark.skipif(missing and not IN_CI, reason=reason)
+
+
+def require(present: bool, reason: str) -> None:
+    """In a test or fixture: skip when not `present` (fail in CI)."""
+    if not present:
+        (pytest.fail if IN_CI else pytest.skip)(reason)
+
+
+needs_root = needs(os.geteuid() != 0, "mount namespaces need root")
 
 
 def free_port() -> int:

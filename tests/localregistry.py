@@ -36,6 +36,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.conftest import require
 from tests.images import build_busybox_image
 
 DOCKER_REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
@@ -200,9 +201,8 @@ class LocalRegistry:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
     """The session's local registry with `busybox:latest` pushed (see the module doc)."""
-    if not Path(DOCKER_REGISTRY).exists() or not Path(SKOPEO).exists():
-        pytest.skip("docker-registry and skopeo are needed (apt-get install docker-registry "
-                    "skopeo)")
+    require(Path(DOCKER_REGISTRY).exists() and Path(SKOPEO).exists(),
+            "docker-registry and skopeo are needed (apt-get install docker-registry skopeo)")
     layout = build_busybox_image(tmp_path_factory.mktemp("busybox-image") / "layout")
     reg = LocalRegistry().start()
     try:

@@ -47,6 +47,18 @@ def _kv(path: Path) -> dict[str, int]:
     return out
 
 
+def _hierarchies(root: Path = ROOT) -> dict[str, Path]:
+    """Every hierarchy a runtime creates cgroups in: the unified one (v2), or one per v1
+    controller plus, on hybrid hosts, the cgroup2 tree at `unified` (runc makes the
+    container's cgroup there too)."""
+    if is_v2(root):
+        return {"unified": root}
+    out = {c: root / c for c in V1_CONTROLLERS}
+    if (root / "unified" / "cgroup.controllers").exists():
+        out["unified"] = root / "unified"
+    return out
+
+
 def _dir(controller: str, rel: str, root: Path = ROOT) -> Path:
     rel = rel.lstrip("/")
     return root / rel if is_v2(root) else root / controller / rel
@@ -105,8 +117,7 @@ def remove(rel: str, root: Path = ROOT) -> None:
     rel = rel.strip("/")
     if not rel:
         return
-    bases = [root] if is_v2(root) else [root / c for c in V1_CONTROLLERS]
-    for base in bases:
+    for base in _hierarchies(root).values():
         top = base / rel
         if not top.is_dir():
             continue
@@ -144,9 +155,7 @@ def pids_max(rel: str, root: Path = ROOT) -> int | None:
 def exists(rel: str, root: Path = ROOT) -> list[str]:
     """The hierarchies in which the cgroup `rel` exists (empty: none)."""
     rel = rel.strip("/")
-    if is_v2(root):
-        return ["unified"] if (root / rel).is_dir() else []
-    return [c for c in V1_CONTROLLERS if (root / c / rel).is_dir()]
+    return [name for name, base in _hierarchies(root).items() if (base / rel).is_dir()]
 
 
 MEMORY_UNLIMITED = 1 << 62   # cAdvisor's maxMemorySize: above it a limit means "none"

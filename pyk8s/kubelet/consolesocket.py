@@ -44,49 +44,6 @@ def pid_file(argv: list[str]) -> str | None:
     return _flag(argv, "--pid-file")
 
 
-class DetachedProcess:
-    """A process that is not our child by spawn but by reparenting (we are its subreaper):
-    `wait()` as asyncio's Process does, woken by a pidfd."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self.stdin = None
-        try:
-            self._pidfd = os.pidfd_open(pid)
-        except OSError:
-            self._pidfd = -1
-
-    def _reap(self) -> bool:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:   # not ours to reap: gone, status unknown
-            pid, status = self.pid, 0x100 * 255
-        if pid == 0:
-            return False
-        self.returncode = os.waitstatus_to_exitcode(status)
-        return True
-
-    async def wait(self) -> int:
-        loop = asyncio.get_running_loop()
-        try:
-            while self.returncode is None and not self._reap():
-                if self._pidfd < 0:
-                    await asyncio.sleep(0.1)
-                    continue
-                ready = loop.create_future()
-                loop.add_reader(self._pidfd, lambda: ready.done() or ready.set_result(None))
-                try:
-                    await ready
-                finally:
-                    loop.remove_reader(self._pidfd)
-        finally:
-            if self.returncode is not None and self._pidfd >= 0:
-                os.close(self._pidfd)
-                self._pidfd = -1
-        return self.returncode
-
-
 class ConsoleSocketError(Exception):
     pass
 

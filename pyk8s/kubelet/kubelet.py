@@ -40,6 +40,15 @@ log = logging.getLogger("pyk8s.kubelet")
 Obj = dict[str, Any]
 
 
+async def stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds`; whether `stop` was set by then."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except asyncio.TimeoutError:
+        return stop.is_set()
+
+
 def _semantic(pod: Obj) -> Obj:
     md = {k: v for k, v in (pod.get("metadata") or {}).items()
           if k not in ("resourceVersion", "managedFields")}
@@ -200,19 +209,14 @@ class Kubelet:
                     return
             except Exception as e:
                 log.warning("reading node %s: %s", self.name, e)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
+            if await stopped(stop, delay):
                 return
-            except asyncio.TimeoutError:
-                delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 5.0)
 
     async def _node_status_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.o.status_update_frequency)
+            if await stopped(stop, self.o.status_update_frequency):
                 return
-            except asyncio.TimeoutError:
-                pass
             try:
                 await self.sync_node_status()
             except Exception as e:
@@ -225,11 +229,8 @@ class Kubelet:
         threshold."""
         images = self.runtime.images
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.o.image_gc_period)
+            if await stopped(stop, self.o.image_gc_period):
                 return
-            except asyncio.TimeoutError:
-                pass
             in_use = {ref for uid in self.runtime.pod_uids()
                       for c in self.runtime.pod_containers(uid)
                       for ref in (c.image, c.image_id) if ref}
@@ -391,11 +392,8 @@ class Kubelet:
 
     async def _static_pods_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.o.file_check_frequency)
+            if await stopped(stop, self.o.file_check_frequency):
                 return
-            except asyncio.TimeoutError:
-                pass
             try:
                 self.rescan_static_pods()
             except Exception:
@@ -457,11 +455,8 @@ class Kubelet:
     async def _volume_sync_loop(self, stop: asyncio.Event) -> None:
         """Refresh mounted ConfigMaps / Secrets / downward API files of running pods."""
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.o.volume_sync_period)
+            if await stopped(stop, self.o.volume_sync_period):
                 return
-            except asyncio.TimeoutError:
-                pass
             for key, uid in list(self._uids.items()):
                 if uid not in self.volumes.pods():
                     continue
@@ -737,10 +732,7 @@ class Kubelet:
                 break
             except Exception as e:
                 log.warning("registering node %s: %s; retrying", self.name, e)
-                try:
-                    await asyncio.wait_for(stop.wait(), 2.0)
-                except asyncio.TimeoutError:
-                    pass
+                await stopped(stop, 2.0)
         if stop.is_set():
             return
         lease = NodeLease(self.client, self.name, self.node_uid, self.o.lease_interval)

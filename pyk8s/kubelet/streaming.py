@@ -22,6 +22,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from pyk8s.kubelet import consolesocket, crilog
+from pyk8s.kubelet.reaper import ReapedProcess
 
 log = logging.getLogger("pyk8s.kubelet.streaming")
 
@@ -114,112 +115,112 @@ def _kill(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-async def _detached(runtime: asyncio.subprocess.Process, pid_file: str | None
-                    ) -> "consolesocket.DetachedProcess | str":
-    """The process a detached runtime command started (from its pid file), or the
-    runtime's error."""
-    rc = await runtime.wait()
-    err = (await runtime.stderr.read()).decode(errors="replace").strip() \
-        if runtime.stderr is not None else ""
+class _StartError(Exception):
+    pass
+
+
+async def _start_in_console(argv: list[str], env: dict[str, str], cwd: str | None
+                            ) -> tuple[ReapedProcess, int]:
+    """The runtime makes the terminal inside the container and sends us its master; the
+    command runs detached (its pid in the argv's --pid-file)."""
     try:
-        if rc != 0 or not pid_file:
-            return err or f"the runtime exited with status {rc}"
-        with open(pid_file) as f:
-            return consolesocket.DetachedProcess(int(f.read().strip()))
-    except (OSError, ValueError) as e:
-        return f"reading the pid file: {e}"
+        listener = consolesocket.ConsoleSocket(consolesocket.socket_path(argv) or "")
+    except OSError as e:
+        raise _StartError(f"console socket: {e}") from None
+    runtime: asyncio.subprocess.Process | None = None
+    try:
+        runtime = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
+        master = await listener.receive(runtime)
+    except (OSError, consolesocket.ConsoleSocketError) as e:
+        if runtime is None:
+            raise _StartError(str(e)) from None
+        if runtime.returncode is None:
+            _kill(runtime.pid)
+        await runtime.wait()
+        raise _StartError(await _stderr(runtime) or str(e)) from None
     finally:
-        if pid_file:
-            with contextlib.suppress(OSError):
-                os.unlink(pid_file)
+        listener.close()
+    pid_file = consolesocket.pid_file(argv) or ""
+    try:
+        if await runtime.wait() != 0:
+            raise _StartError(await _stderr(runtime)
+                              or f"the runtime exited with status {runtime.returncode}")
+        try:
+            with open(pid_file) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError) as e:
+            raise _StartError(f"reading the pid file: {e}") from None
+    except _StartError:
+        os.close(master)
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(pid_file)
+    return ReapedProcess(pid), master
+
+
+async def _stderr(proc: asyncio.subprocess.Process) -> str:
+    if proc.stderr is None:
+        return ""
+    return (await proc.stderr.read()).decode(errors="replace").strip()
+
+
+async def _start_on_pty(argv: list[str], env: dict[str, str], cwd: str | None
+                        ) -> tuple[asyncio.subprocess.Process, int]:
+    """A host process with a pty of ours as its controlling terminal."""
+    master, slave = pty.openpty()
+
+    def ctty() -> None:   # a session of its own, with the pty as controlling terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=slave, stdout=slave, stderr=slave, env={"TERM": "xterm", **env},
+            cwd=cwd, preexec_fn=ctty)
+    except (OSError, subprocess.SubprocessError) as e:
+        os.close(master)
+        raise _StartError(str(e)) from None
+    finally:
+        os.close(slave)
+    return proc, master
 
 
 async def run_exec(ws: web.WebSocketResponse, argv: list[str], env: dict[str, str],
                    cwd: str | None, stdin: bool, stdout: bool, stderr: bool,
                    tty: bool) -> None:
-    """Run `argv` as a host process wired to the WebSocket; report its exit status on the
-    error channel and close."""
+    """Run `argv` (a host process, or an OCI runtime's exec) wired to the WebSocket;
+    report its exit status on the error channel and close."""
     ch = Channels(ws)
     loop = asyncio.get_running_loop()
     master = -1
-    console = consolesocket.socket_path(argv) if tty else None
-    if console:
-        # The runtime makes the terminal inside the container and sends us its master.
-        try:
-            listener = consolesocket.ConsoleSocket(console)
-        except OSError as e:
-            await ch.send(ERROR, exit_status(None, f"exec: console socket: {e}"))
-            await ws.close()
-            return
-        runtime: asyncio.subprocess.Process | None = None
-        try:
-            runtime = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
-            master = await listener.receive(runtime)
-        except (OSError, consolesocket.ConsoleSocketError) as e:
-            why = str(e)
-            if runtime is not None and runtime.stderr is not None:
-                if runtime.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(runtime.pid, signal.SIGKILL)
-                why = (await runtime.stderr.read()).decode(errors="replace").strip() or why
-                await runtime.wait()
-            await ch.send(ERROR, exit_status(None, f"exec: {why}"))
-            await ws.close()
-            return
-        finally:
-            listener.close()
-        proc = await _detached(runtime, consolesocket.pid_file(argv))
-        if isinstance(proc, str):
-            os.close(master)
-            await ch.send(ERROR, exit_status(None, f"exec: {proc}"))
-            await ws.close()
-            return
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(master, "rb", 0))
-        pumps = [asyncio.create_task(_pump(reader, ch, STDOUT))]
-    elif tty:
-        master, slave = pty.openpty()
-        env = {"TERM": "xterm", **env}
-
-        def ctty() -> None:   # a session of its own, with the pty as controlling terminal
-            os.setsid()
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
-                preexec_fn=ctty)
-        except (OSError, subprocess.SubprocessError) as e:
-            os.close(master)
-            os.close(slave)
-            await ch.send(ERROR, exit_status(None, f"exec: {e}"))
-            await ws.close()
-            return
-        os.close(slave)
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(master, "rb", 0))
-        pumps = [asyncio.create_task(_pump(reader, ch, STDOUT))]
-    else:
-        transport = None
-        try:
+    transport = None
+    proc: Any
+    try:
+        if tty:
+            start = _start_in_console if consolesocket.socket_path(argv) else _start_on_pty
+            proc, master = await start(argv, env, cwd)
+        else:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if stdout else asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE if stderr else asyncio.subprocess.DEVNULL,
                 env=env, cwd=cwd, start_new_session=True)
-        except OSError as e:
-            await ch.send(ERROR, exit_status(None, f"exec: {e}"))
-            await ws.close()
-            return
-        pumps = []
-        if proc.stdout is not None:
-            pumps.append(asyncio.create_task(_pump(proc.stdout, ch, STDOUT)))
-        if proc.stderr is not None:
-            pumps.append(asyncio.create_task(_pump(proc.stderr, ch, STDERR)))
+    except (_StartError, OSError) as e:
+        await ch.send(ERROR, exit_status(None, f"exec: {e}"))
+        await ws.close()
+        return
+    if tty:
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(master, "rb", 0))
+        pumps = [asyncio.create_task(_pump(reader, ch, STDOUT))]
+    else:
+        pumps = [asyncio.create_task(_pump(stream, ch, channel))
+                 for stream, channel in ((proc.stdout, STDOUT), (proc.stderr, STDERR))
+                 if stream is not None]
 
     def write_stdin(data: bytes) -> None:
         if tty:

@@ -70,10 +70,6 @@ def set_child_subreaper() -> None:
     _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
-def pidfd_open(pid: int) -> int:
-    return os.pidfd_open(pid)
-
-
 def socket_in_netns(netns_path: str, family: int = socket.AF_INET) -> socket.socket:
     """A TCP socket created inside the network namespace at `netns_path` (setns in a
     short-lived thread: the namespace is per thread, the socket keeps it)."""

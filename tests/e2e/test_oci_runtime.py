@@ -11,6 +11,7 @@ import random
 import re
 import select
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -51,24 +52,46 @@ def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
         yield up, registry
     finally:
         up.stop()
-    assert not _leftovers(d, bridge), _leftovers(d, bridge)
+    left = _node_state(d / "agent", bridge, stopped=True)
+    assert not left, left
 
 
-def _leftovers(d: Path, bridge: str) -> list[str]:
-    """What a stopped cluster must not leave behind: mounts under its data dir, its
-    bridge and veths, pod cgroups, runc containers."""
-    out = []
-    mounts = Path("/proc/self/mountinfo").read_text()
-    out += [f"mount {line.split()[4]}" for line in mounts.splitlines()
-            if str(d) in line.split()[4]]
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    out += [f"link {bridge}" for line in links.splitlines() if f" {bridge}:" in line
-            or f"master {bridge} " in line]
-    for ctrl in ("memory", "cpu", "pids"):
-        if Path(f"/sys/fs/cgroup/{ctrl}/pyk8s-{NODE}").exists():
-            pods = list(Path(f"/sys/fs/cgroup/{ctrl}/pyk8s-{NODE}").glob("pod*"))
-            out += [f"cgroup {p}" for p in pods]
+def _node_state(agent: Path, bridge: str, stopped: bool = False) -> list[str]:
+    """What pods leave on a node once they are gone: pinned namespaces, veths on the
+    bridge, host-local IP allocations, CNI cache entries, mounts (rootfs overlays,
+    namespace files), runc containers, pod cgroups and pod directories; once the node has
+    `stopped`, also the bridge and any mount under its data dir."""
+    out: list[str] = []
+    out += [f"sandbox {p.name}" for p in _entries(agent / "sandboxes")]
+    out += [f"veth {p.name}" for p in _entries(Path(f"/sys/class/net/{bridge}/brif"))]
+    if stopped and Path(f"/sys/class/net/{bridge}").exists():
+        out.append(f"bridge {bridge}")
+    ipam = agent / "cni" / "ipam"
+    out += [f"ip {p.name}" for p in ipam.rglob("*") if p.is_file()
+            and p.name not in ("lock",) and not p.name.startswith("last_reserved_ip")]
+    cache = agent / "cni" / "cache"
+    out += [f"cni-cache {p.name}" for p in cache.rglob("*") if p.is_file()]
+    mounts = [line.split()[4] for line in
+              Path("/proc/self/mountinfo").read_text().splitlines()]
+    out += [f"mount {m}" for m in mounts if m.startswith(str(agent) + "/")
+            and (stopped or m != str(agent / "sandboxes"))]
+    runc = subprocess.run(["runc", "--root", str(agent / "runc"), "list", "-q"],
+                          capture_output=True, text=True).stdout.split()
+    out += [f"runc {c}" for c in runc]
+    out += [f"cgroup {p}" for p in _pod_cgroups()]
+    out += [f"pod dir {p.name}" for p in _entries(agent / "pods")]
     return out
+
+
+def _entries(d: Path) -> list[Path]:
+    return list(d.iterdir()) if d.is_dir() else []
+
+
+def _pod_cgroups() -> list[Path]:
+    """The node's pod cgroups in every hierarchy (v1 controllers, a hybrid host's
+    `unified`, or v2)."""
+    root = Path("/sys/fs/cgroup")
+    return [*root.glob(f"pyk8s-{NODE}/pod*"), *root.glob(f"*/pyk8s-{NODE}/pod*")]
 
 
 def pods(up: ServerProcess, selector: str) -> list[dict[str, Any]]:
@@ -270,32 +293,6 @@ def test_wrong_image_err_image_pull_then_backoff(oci: Any) -> None:
     up.kubectl("delete", "pod", "noimg", "--wait=false")
 
 
-def _node_state(agent: Path, bridge: str) -> list[str]:
-    """What pods leave on a running node once they are gone: pinned namespaces, veths on
-    the bridge, host-local IP allocations, CNI cache entries, mounts (rootfs overlays,
-    namespace files), runc containers, pod cgroups and pod directories."""
-    out: list[str] = []
-    out += [f"sandbox {p.name}" for p in (agent / "sandboxes").iterdir()]
-    brif = Path(f"/sys/class/net/{bridge}/brif")
-    out += [f"veth {p.name}" for p in brif.iterdir()] if brif.exists() else []
-    ipam = agent / "cni" / "ipam"
-    out += [f"ip {p.name}" for p in ipam.rglob("*") if p.is_file()
-            and p.name not in ("lock",) and not p.name.startswith("last_reserved_ip")]
-    cache = agent / "cni" / "cache"
-    out += [f"cni-cache {p.name}" for p in cache.rglob("*") if p.is_file()]
-    mounts = [line.split()[4] for line in
-              Path("/proc/self/mountinfo").read_text().splitlines()]
-    out += [f"mount {m}" for m in mounts if m.startswith(str(agent) + "/")
-            and m != str(agent / "sandboxes")]
-    runc = subprocess.run(["runc", "--root", str(agent / "runc"), "list", "-q"],
-                          capture_output=True, text=True).stdout.split()
-    out += [f"runc {c}" for c in runc]
-    for ctrl in ("memory", "cpu", "pids"):
-        out += [f"cgroup {p}" for p in Path(f"/sys/fs/cgroup/{ctrl}/pyk8s-{NODE}").glob("pod*")]
-    out += [f"pod dir {p.name}" for p in (agent / "pods").iterdir()]
-    return out
-
-
 def test_create_delete_cycles_leave_nothing_behind(oci: Any) -> None:
     """100 pods, 25 at a time: each gets a sandbox, an IP and a running container, then
     is deleted; the node is left as it was."""
@@ -370,3 +367,68 @@ def test_security_context_resources_volumes_and_host_network(oci: Any) -> None:
     out = up.kubectl("exec", "hostnet", "--", "hostname").stdout.strip()
     assert out == os.uname().nodename
     up.kubectl("delete", "pod", "sec", "hostnet", "--wait=false")
+
+
+def test_imported_image_runs_with_never_and_host_port_answers(
+        oci: Any, tmp_path: Path) -> None:
+    """`pyk8s image import` into the running node's store (the `up` data dir), a pod of
+    it with imagePullPolicy Never, its hostPort reached on the node through portmap."""
+    up, _ = oci
+    from tests.images import build_busybox_image
+    from tests.kubelet.network.conftest import free_host_port
+    layout = build_busybox_image(tmp_path / "layout", extra_files={
+        "/www/index.html": b"imported\n"})
+    r = subprocess.run([sys.executable, "-m", "pyk8s.cli.main", "image", "import",
+                        "--data-dir", str(up.data_dir), "--name", "local/web:v1",
+                        str(layout)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "docker.io/local/web:v1" in r.stdout, r.stderr
+    port = free_host_port()
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "imported"},
+               "spec": _pod_spec("local/web:v1", containers=[{
+                   "name": "web", "image": "local/web:v1", "imagePullPolicy": "Never",
+                   "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                   "ports": [{"containerPort": 8080, "hostPort": port}]}])})
+    wait_for("Running", lambda: pod(up, "imported").get("status", {}).get("phase")
+             == "Running", timeout=60)
+    assert wait_for("the hostPort answers", lambda: _try_get(
+        f"http://127.0.0.1:{port}/index.html"), timeout=20) == "imported\n"
+    up.kubectl("delete", "pod", "imported", "--wait=true")
+    # teardown removed the port mapping with the pod
+    assert not _try_get(f"http://127.0.0.1:{port}/index.html")
+
+
+def _try_get(url: str) -> str | None:
+    try:
+        return http_get(url, timeout=1.0)
+    except OSError:
+        return None
+
+
+def test_container_stats_from_cgroups(oci: Any) -> None:
+    """/stats/summary and /metrics/resource through the API server's nodes/proxy carry
+    the containers' own cgroup figures."""
+    up, reg = oci
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "busy"},
+               "spec": _pod_spec(reg.image("busybox"), containers=[{
+                   "name": "main", "image": reg.image("busybox"),
+                   "command": ["sh", "-c", "while true; do :; done"]}])})
+    wait_for("Running", lambda: pod(up, "busy").get("status", {}).get("phase") == "Running",
+             timeout=60)
+
+    def container() -> dict[str, Any] | None:
+        s = json.loads(up.kubectl("get", "--raw",
+                                  f"/api/v1/nodes/{NODE}/proxy/stats/summary").stdout)
+        for p in s["pods"]:
+            if p["podRef"]["name"] == "busy" and p["containers"] and \
+                    p["containers"][0].get("cpu", {}).get("usageNanoCores"):
+                return p["containers"][0] | {"pod": p}
+        return None
+    c = wait_for("the busy container's figures", container, timeout=20)
+    assert c["name"] == "main"
+    assert c["cpu"]["usageNanoCores"] > 100_000_000        # a busy loop: > 0.1 core
+    assert c["memory"]["workingSetBytes"] > 0
+    assert c["pod"]["memory"]["workingSetBytes"] >= c["memory"]["workingSetBytes"]
+    text = up.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/metrics/resource").stdout
+    assert re.search(r'container_memory_working_set_bytes\{container="main",'
+                     r'namespace="default",pod="busy"\} [1-9]', text), text
+    up.kubectl("delete", "pod", "busy", "--wait=false")

@@ -9,8 +9,8 @@ no containerd, no pause container.
   writable upper dir) with an OCI spec (ociconfig.py); `runc create` + `runc start` with
   stdout / stderr on pipes pumped into the CRI log (crilog.py). This process is a child
   subreaper: the container's init is re-parented to it when `runc create` exits, so its
-  exit status comes from waitpid() (woken by a pidfd). An OOM kill shows as SIGKILL with
-  the memory cgroup's oom_kill count > 0: reason OOMKilled.
+  exit status comes from waitpid(), woken by a pidfd (reaper.py). An OOM kill shows as
+  SIGKILL with the memory cgroup's oom_kill count > 0: reason OOMKilled.
 - Cgroups: `/pyk8s-<node>/pod<uid>/<container id>` in every hierarchy (cgroups.py).
 - Teardown: kill → runc delete → unmount rootfs → CNI DEL → namespaces → cgroups; what an
   earlier agent left behind (kill -9) is cleaned up at start-up."""
@@ -32,7 +32,12 @@ from typing import Any
 import orjson
 
 from pyk8s.kubelet import cgroups, consolesocket, crilog, podfiles, syscalls
+from pyk8s.kubelet.images import ImageManager, ImageStore, RegistryClient
+from pyk8s.kubelet.network.namespaces import (create_pod_namespaces, delete_all,
+                                              delete_pod_namespaces, list_sandboxes)
+from pyk8s.kubelet.network.podnetwork import PodNetwork
 from pyk8s.kubelet.node import now_rfc3339
+from pyk8s.kubelet.reaper import ReapedProcess
 from pyk8s.kubelet.runtime import (ContainerConfig, ContainerStatus, CreateContainerError,
                                    Runtime)
 from pyk8s.kubelet.runtimes import ociconfig
@@ -102,7 +107,7 @@ class _Ctr:
     cgroup: str
     config: ContainerConfig | None = None
     pid: int = 0
-    pidfd: int = -1
+    proc: ReapedProcess | None = None    # once started: reaped by us (the subreaper)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
     stdin: Any = None
@@ -120,7 +125,6 @@ class OCIRuntime(Runtime):
                  cni_bridge: str = "cni0", cluster_dns: tuple[str, ...] = (),
                  cluster_domain: str = "cluster.local", resolv_conf: str = "/etc/resolv.conf",
                  pod_max_pids: int = -1) -> None:
-        from pyk8s.kubelet.images import ImageManager, ImageStore, RegistryClient
         self.data_dir = Path(data_dir).resolve()
         self.binary = binary or find_oci_runtime() or "runc"
         self.node_name = node_name or socket.gethostname().lower()
@@ -137,7 +141,7 @@ class OCIRuntime(Runtime):
         self.cluster_domain = cluster_domain
         self.resolv_conf_path = resolv_conf
         self.pod_max_pids = pod_max_pids
-        self.network: Any = None            # PodNetwork once the node has its pod CIDR
+        self.network: PodNetwork | None = None   # once the node has its pod CIDR
         self.pod_cidr = ""
         self._sandboxes: dict[str, _Sandbox] = {}
         self._containers: dict[str, _Ctr] = {}
@@ -194,7 +198,6 @@ class OCIRuntime(Runtime):
             syscalls.umount(mp)
         shutil.rmtree(self.containers_dir, ignore_errors=True)
         self.containers_dir.mkdir(parents=True, exist_ok=True)
-        from pyk8s.kubelet.network.podnetwork import PodNetwork
         await PodNetwork.cleanup_leftovers(self.data_dir / "cni")
         await self._remove_stray_sandboxes()
         for d in self.pods_dir.iterdir() if self.pods_dir.exists() else []:
@@ -204,7 +207,6 @@ class OCIRuntime(Runtime):
     async def _remove_stray_sandboxes(self) -> None:
         """Namespaces under the sandbox root that no known pod owns (an earlier agent's,
         or one whose creation was cut short)."""
-        from pyk8s.kubelet.network.namespaces import delete_pod_namespaces, list_sandboxes
         for sid in list_sandboxes(self.sandbox_root):
             if sid not in self._sandboxes:
                 await delete_pod_namespaces(self.sandbox_root, sid)
@@ -214,7 +216,6 @@ class OCIRuntime(Runtime):
         network comes up with it."""
         if not cidr or cidr == self.pod_cidr:
             return
-        from pyk8s.kubelet.network.podnetwork import PodNetwork
         self.pod_cidr = cidr
         self.network = PodNetwork(cidr, self.cni_bridge, self.data_dir / "cni")
         log.info("pod network: bridge %s, pod CIDR %s", self.cni_bridge, cidr)
@@ -232,12 +233,13 @@ class OCIRuntime(Runtime):
             log.info("stopping %d containers", len(running))
         await asyncio.gather(*(self.kill_container(cid, grace_period) for cid in running),
                              return_exceptions=True)
-        for uid in list(set(self._pods) | set(self._sandboxes)):
-            try:
-                await self.remove_pod(uid)
-            except Exception:  # pragma: no cover - best effort on the way out
-                log.exception("removing pod %s", uid)
-        await self._remove_stray_sandboxes()
+        uids = list(set(self._pods) | set(self._sandboxes))
+        for uid, e in zip(uids, await asyncio.gather(
+                *(self.remove_pod(uid) for uid in uids), return_exceptions=True)):
+            if isinstance(e, BaseException):  # pragma: no cover - best effort on the way out
+                log.error("removing pod %s: %s", uid, e)
+        # What is left under the sandbox root, and its own private bind mount if it has one.
+        await delete_all(self.sandbox_root)
         if self.network is not None:
             try:
                 await self.network.cleanup_all()
@@ -311,8 +313,6 @@ class OCIRuntime(Runtime):
             if not ok:
                 raise RuntimeNotReady(f"network is not ready: {why}")
         await self.start()
-        from pyk8s.kubelet.network.namespaces import (create_pod_namespaces,
-                                                      delete_pod_namespaces)
         if sb is None:
             d = self.pods_dir / uid
             d.mkdir(parents=True, exist_ok=True)
@@ -340,7 +340,7 @@ class OCIRuntime(Runtime):
         if host_net:
             sb.ip, sb.ips = node_ip, [node_ip]
         else:
-            assert sb.netns is not None
+            assert sb.netns is not None and self.network is not None
             try:
                 sb.ip = await self.network.setup(uid, sb.netns, pod)
             except Exception as e:
@@ -523,36 +523,12 @@ class OCIRuntime(Runtime):
         st.state = "running" if not c.exited.is_set() else st.state
 
     def _watch_exit(self, c: _Ctr) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            c.pidfd = syscalls.pidfd_open(c.pid)
-        except OSError:
-            c.pidfd = -1
+        c.proc = ReapedProcess(c.pid)
 
-        def reap() -> bool:
-            try:
-                pid, status = os.waitpid(c.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = c.pid, 0x9   # not our child any more: call it killed
-            if pid == 0:
-                return False
-            if c.pidfd >= 0:
-                loop.remove_reader(c.pidfd)
-                os.close(c.pidfd)
-                c.pidfd = -1
-            code = os.waitstatus_to_exitcode(status)
-            code = 128 - code if code < 0 else code
-            c.cleanup = asyncio.create_task(self._after_exit(c, code),
-                                            name=f"container {c.status.name} exited")
-            return True
-
-        if c.pidfd >= 0:
-            loop.add_reader(c.pidfd, reap)
-        else:   # pragma: no cover - kernels without pidfd_open: poll
-            async def poll() -> None:
-                while not reap():
-                    await asyncio.sleep(0.1)
-            asyncio.create_task(poll())
+        async def watch() -> None:
+            await c.proc.wait()
+            await self._after_exit(c, c.proc.exit_code())
+        c.cleanup = asyncio.create_task(watch(), name=f"container {c.status.name}")
 
     async def _after_exit(self, c: _Ctr, code: int) -> None:
         oom = code == 137 and cgroups.oom_kills(c.cgroup) > 0
@@ -583,13 +559,8 @@ class OCIRuntime(Runtime):
     def _signal(self, c: _Ctr, sig: int) -> None:
         if not c.pid or c.exited.is_set():
             return
-        try:
-            if c.pidfd >= 0:
-                signal.pidfd_send_signal(c.pidfd, sig)
-            else:
-                os.kill(c.pid, sig)
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
+        if c.proc is not None:
+            c.proc.send_signal(sig)
 
     async def kill_container(self, container_id: str, grace_period: float) -> None:
         c = self._containers.get(container_id)
@@ -623,7 +594,6 @@ class OCIRuntime(Runtime):
         self._pod_fields.pop(pod_uid, None)
         sb = self._sandboxes.pop(pod_uid, None)
         if sb is not None:
-            from pyk8s.kubelet.network.namespaces import delete_pod_namespaces
             if sb.network_up and self.network is not None:
                 try:
                     await self.network.teardown(pod_uid, sb.netns)

@@ -14,9 +14,10 @@ import pytest
 
 from pyk8s.kubelet.images import LayerError
 from pyk8s.kubelet.images.layers import OPAQUE_XATTR, layer_diff_id, unpack_layer
+from tests.conftest import needs, require
 from tests.images import LayerBuilder, sha256
 
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="whiteouts, owners need root")
+root_only = needs(os.geteuid() != 0, "whiteouts, owners need root")
 
 
 def tar_bytes(build) -> bytes:   # type: ignore[no-untyped-def]
@@ -81,8 +82,7 @@ def test_overlay_mount_applies_whiteouts(tmp_path: Path) -> None:
     merged.mkdir()
     r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                         f"lowerdir={l2}:{l1}", str(merged)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"overlay mount unavailable: {r.stderr}")
+    require(r.returncode == 0, f"overlay mount unavailable: {r.stderr}")
     try:
         assert sorted(os.listdir(merged / "a")) == ["two"]
         assert sorted(os.listdir(merged / "d")) == ["new"]
@@ -175,7 +175,7 @@ def test_plain_tar_and_corrupt(tmp_path: Path) -> None:
         unpack_layer(tmp_path / "junk.blob", tmp_path / "junk")
 
 
-@pytest.mark.skipif(shutil.which("zstd") is None, reason="no zstd program")
+@needs(shutil.which("zstd") is None, "no zstd program (apt-get install zstd)")
 def test_zstd(tmp_path: Path) -> None:
     lb = LayerBuilder()
     lb.file("z/file", "zstd!")

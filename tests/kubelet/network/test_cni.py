@@ -15,6 +15,7 @@ from pyk8s.kubelet.network import cni
 from pyk8s.kubelet.network.cni import (CNIError, CNINetwork, CNIResult, _plugin_error,
                                        cached_entries, chain_comment, chain_name, cni_args,
                                        delete_all_cached, find_plugin, plugin_versions)
+from tests.conftest import require
 from tests.kubelet.network.conftest import Fakes
 
 # -- CNIResult ----------------------------------------------------------------------------
@@ -270,8 +271,8 @@ async def test_version_without_reading_stdin(fakes: Fakes) -> None:
 
 
 async def test_real_plugin_version() -> None:
-    if find_plugin("bridge", cni.DEFAULT_BIN_DIRS) is None:
-        pytest.skip("no CNI plugins installed")
+    require(find_plugin("bridge", cni.DEFAULT_BIN_DIRS) is not None,
+            "no CNI plugins installed")
     assert "1.0.0" in await plugin_versions("bridge")
 
 

@@ -16,13 +16,13 @@ import pytest
 from pyk8s.kubelet.network.cni import CNIError, chain_name, find_plugin
 from pyk8s.kubelet.network.namespaces import delete_pod_namespaces
 from pyk8s.kubelet.network.podnetwork import NETWORK_NAME, PodNetwork, bridge_ports
-from tests.conftest import needs_root
+from tests.conftest import needs, needs_root
 from tests.kubelet.network.conftest import (NetEnv, ask, free_host_port, link_exists,
                                             rules_of, run)
 
-pytestmark = [needs_root, pytest.mark.skipif(
+pytestmark = [needs_root, needs(
     any(find_plugin(p, ["/usr/lib/cni", "/opt/cni/bin"]) is None
-        for p in ("bridge", "host-local", "portmap")), reason="no CNI plugins installed")]
+        for p in ("bridge", "host-local", "portmap")), "no CNI plugins installed")]
 
 
 def pod(name: str, host_port: int = 0, container_port: int = 8080) -> dict[str, Any]:
