@@ -68,7 +68,7 @@ class KubeletOptions:
     status_update_frequency: float = NODE_STATUS_UPDATE_FREQUENCY
     status_report_frequency: float = NODE_STATUS_REPORT_FREQUENCY
     lease_interval: float = 10.0
-    workers: int = 4
+    workers: int = 16
     # Container restart back-off (upstream: 10 s doubling to 5 min).
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
