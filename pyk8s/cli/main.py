@@ -228,7 +228,8 @@ async def run_server(args: argparse.Namespace) -> None:
         local_node = asyncio.create_task(run_local_node(
             url, creds.node_token if creds else "", creds.ca_cert if creds else None,
             data_dir / "agent", args.node_name, args.runtime, stop,
-            pod_manifest_path=args.pod_manifest_path, runtime_args=args), name="local-node")
+            pod_manifest_path=args.pod_manifest_path, runtime_args=args,
+            addons=node_addons(args, args.runtime)), name="local-node")
     await stop.wait()
     log.info("shutting down")
     # The local node first: its containers stop before the API server does.
@@ -283,6 +284,24 @@ def _add_scheduler_parser(sub: Any) -> None:
     p.add_argument("--kube-api-burst", type=int, default=0)
 
 
+def node_addons(args: argparse.Namespace, runtime: str) -> Any:
+    """The proxy and DNS beside a node's kubelet (pyk8s/cli/nodeaddons.py)."""
+    from pyk8s.cli.nodeaddons import run_node_addons
+
+    def start(client: Any, node_name: str, stop: asyncio.Event) -> Any:
+        return run_node_addons(client, node_name, runtime, args, stop)
+    return start
+
+
+def set_cluster_dns_default(args: argparse.Namespace) -> None:
+    """Pods of an oci node use the cluster DNS: by default the tenth address of the
+    service range (10.96.0.10), as kubeadm sets clusterDNS."""
+    from pyk8s.cli.nodeaddons import DEFAULT_SERVICE_RANGE, dns_service_ip
+    if not getattr(args, "cluster_dns", "") and not getattr(args, "disable_dns", False):
+        args.cluster_dns = dns_service_ip(getattr(args, "service_cluster_ip_range", "")
+                                          or DEFAULT_SERVICE_RANGE)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyk8s", description="Kubernetes, implemented in Python")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -305,13 +324,19 @@ def main(argv: list[str] | None = None) -> int:
                       help="static pods of the local node: a directory (or file) of manifests")
     from pyk8s.kubelet.agent import add_container_runtime_args
     add_container_runtime_args(p_up)
+    from pyk8s.cli.nodeaddons import add_node_addon_args
+    add_node_addon_args(p_up)
     p_cm = sub.add_parser("controller-manager", help="run the controllers alone")
     p_cm.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
     p_cm.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
     _add_controller_args(p_cm)
     _add_scheduler_parser(sub)
     from pyk8s.kubelet.agent import add_agent_parser
-    add_agent_parser(sub)
+    add_node_addon_args(add_agent_parser(sub))
+    from pyk8s.proxy.cli import add_proxy_parser, run_proxy_command
+    add_proxy_parser(sub)
+    from pyk8s.dns.cli import add_dns_parser, run_dns_command
+    add_dns_parser(sub)
     from pyk8s.cli.image import add_image_parser, run_image
     add_image_parser(sub)
     args = parser.parse_args(argv)
@@ -333,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             args.runtime = args.runtime or default_runtime()
             if args.runtime == "oci":
                 from pyk8s.kubelet.runtimes.oci import oci_available
+                set_cluster_dns_default(args)
                 if not oci_available():
                     parser.error("--runtime oci needs root, runc or crun, and the CNI "
                                  "plugins (apt-get install runc containernetworking-plugins)")
@@ -346,7 +372,13 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_scheduler_process(args))
     elif args.command == "agent":
         from pyk8s.kubelet.agent import run_agent
-        asyncio.run(run_agent(args))
+        if args.runtime == "oci":
+            set_cluster_dns_default(args)
+        asyncio.run(run_agent(args, addons=node_addons(args, args.runtime)))
+    elif args.command == "proxy":
+        return run_proxy_command(args)
+    elif args.command == "dns":
+        return run_dns_command(args)
     elif args.command == "image":
         return run_image(args)
     else:

@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from pyk8s.client.rest import ClientConfig, RESTClient
 from pyk8s.kubelet.kubelet import Kubelet, KubeletOptions
@@ -30,7 +30,7 @@ def _memory(value: str) -> int:
     return int(q)
 
 
-def add_agent_parser(sub: Any) -> None:
+def add_agent_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("agent", help="run a node agent (kubelet) joined to a cluster")
     p.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
     p.add_argument("--token", default=os.environ.get("PYK8S_TOKEN"),
@@ -75,6 +75,7 @@ def add_agent_parser(sub: Any) -> None:
                         "40 s lease duration)")
     p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
     add_container_runtime_args(p)
+    return p
 
 
 def add_container_runtime_args(p: Any) -> None:
@@ -136,7 +137,29 @@ def _labels(s: str) -> dict[str, str]:
     return out
 
 
-async def run_agent(args: argparse.Namespace) -> None:
+NodeAddons = Callable[[RESTClient, str, asyncio.Event], Awaitable[None]]
+
+
+async def _with_addons(addons: NodeAddons | None, client: RESTClient, name: str,
+                       stop: asyncio.Event, main: Awaitable[None]) -> None:
+    """Run the node's kubelet (`main`) and what runs beside it (proxy, DNS: given by the
+    caller, so the kubelet imports neither) until `stop`."""
+    task = (asyncio.create_task(addons(client, name, stop), name="node-addons")
+            if addons is not None else None)
+    try:
+        await main
+    finally:
+        if task is not None:
+            stop.set()
+            try:
+                await asyncio.wait_for(task, 20)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception:
+                log.exception("node addons failed")
+
+
+async def run_agent(args: argparse.Namespace, addons: NodeAddons | None = None) -> None:
     token = args.token
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
@@ -192,7 +215,7 @@ async def run_agent(args: argparse.Namespace) -> None:
         kserver = KubeletServer(kubelet, data_dir, args.kubelet_port)
         node.kubelet_port = await kserver.start()
         try:
-            await kubelet.run(stop)
+            await _with_addons(addons, client, name, stop, kubelet.run(stop))
         finally:
             await kserver.stop()
             await runtime.shutdown()   # no container process outlives the agent
@@ -239,7 +262,8 @@ def default_runtime() -> str:
 async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir: Path,
                          node_name: str | None, runtime_name: str,
                          stop: asyncio.Event, pod_manifest_path: str = "",
-                         runtime_args: argparse.Namespace | None = None) -> None:
+                         runtime_args: argparse.Namespace | None = None,
+                         addons: NodeAddons | None = None) -> None:
     """`pyk8s up`'s own node (as k3s server's embedded agent): a kubelet in the same
     process, with the node token; its containers stop with it."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -266,7 +290,7 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
         kserver = KubeletServer(kubelet, data_dir, 0, bind="127.0.0.1")
         node.kubelet_port = await kserver.start()
         try:
-            await kubelet.run(stop)
+            await _with_addons(addons, client, name, stop, kubelet.run(stop))
         finally:
             await kserver.stop()
             await runtime.shutdown()   # no container process outlives `pyk8s up`

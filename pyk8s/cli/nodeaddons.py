@@ -1,0 +1,104 @@
+"""What runs beside every node's kubelet in `pyk8s up` and `pyk8s agent`: the service
+proxy and the cluster DNS server (k3s runs kube-proxy in its agent and CoreDNS as pods;
+we run both in the node's process, talking to the API server like any component).
+
+- proxy mode `auto`: iptables for the oci runtime (pods behind a bridge), userspace for the
+  process runtime (pods are host processes), none for the fake runtime;
+- DNS (oci runtime, unless --disable-dns): listens on the node's pod-bridge gateway
+  (the first address of its podCIDR), port 53, publishes itself as the node's endpoint of
+  `kube-system/kube-dns` (internalTrafficPolicy Local: pods reach their own node's DNS
+  through the cluster IP), and ensures that Service with the --cluster-dns IP.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+
+from pyk8s.client.rest import ApiError, RESTClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVICE_RANGE = "10.96.0.0/12"
+
+
+def add_node_addon_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("service proxy and cluster DNS")
+    g.add_argument("--proxy-mode", choices=["auto", "iptables", "userspace", "none"],
+                   default="auto", help="auto: iptables with the oci runtime, userspace with "
+                                        "the process runtime, none with the fake runtime")
+    g.add_argument("--proxy-chain-prefix", default="",
+                   help="iptables chain prefix (default KUBE with the cni0 bridge, else "
+                        "derived from --cni-bridge)")
+    g.add_argument("--proxy-vip-interface", default="",
+                   help="userspace mode: a dummy link to add the cluster IPs to (root)")
+    g.add_argument("--disable-dns", action="store_true",
+                   help="do not run the cluster DNS server on this node")
+
+
+def dns_service_ip(service_range: str = DEFAULT_SERVICE_RANGE) -> str:
+    """The tenth address of the service range (upstream's 10.96.0.10)."""
+    net = ipaddress.ip_network(service_range.split(",")[0].strip(), strict=False)
+    return str(net.network_address + 10)
+
+
+def proxy_mode(requested: str, runtime: str) -> str:
+    if requested != "auto":
+        return requested
+    return {"oci": "iptables", "process": "userspace"}.get(runtime, "none")
+
+
+async def _node_pod_cidr(client: RESTClient, node: str, stop: asyncio.Event) -> str | None:
+    while not stop.is_set():
+        try:
+            spec = (await client.get(f"/api/v1/nodes/{node}")).get("spec") or {}
+            if spec.get("podCIDR"):
+                return str(spec["podCIDR"])
+        except (ApiError, OSError):
+            pass
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+    return None
+
+
+async def run_node_addons(client: RESTClient, node_name: str, runtime: str,
+                          args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """The proxy and DNS of node `node_name` until `stop`."""
+    tasks: list[asyncio.Task[None]] = []
+    mode = proxy_mode(getattr(args, "proxy_mode", "auto"), runtime)
+    if mode != "none":
+        from pyk8s.proxy.component import ProxyOptions, default_chain_prefix, run_proxy
+        bridge = getattr(args, "cni_bridge", "cni0") or "cni0"
+        cidr = getattr(args, "cluster_cidr", "") or ""
+        o = ProxyOptions(node_name=node_name, mode=mode,
+                         chain_prefix=args.proxy_chain_prefix or default_chain_prefix(bridge),
+                         cluster_cidrs=[c.strip() for c in cidr.split(",") if c.strip()],
+                         vip_interface=getattr(args, "proxy_vip_interface", ""))
+        tasks.append(asyncio.create_task(run_proxy(client, stop, o), name="proxy"))
+    if runtime == "oci" and not getattr(args, "disable_dns", False):
+        tasks.append(asyncio.create_task(_run_dns(client, node_name, args, stop), name="dns"))
+    if not tasks:
+        return
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for t, r in zip(tasks, results):
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+            log.error("%s failed: %r", t.get_name(), r)
+
+
+async def _run_dns(client: RESTClient, node_name: str, args: argparse.Namespace,
+                   stop: asyncio.Event) -> None:
+    from pyk8s.dns.component import DNSOptions, run_dns
+    cidr = await _node_pod_cidr(client, node_name, stop)
+    if cidr is None:
+        return
+    gateway = str(ipaddress.ip_network(cidr, strict=False).network_address + 1)
+    service_ip = (getattr(args, "cluster_dns", "") or "").split(",")[0].strip() or None
+    o = DNSOptions(cluster_domain=getattr(args, "cluster_domain", "") or "cluster.local",
+                   listen=[(gateway, 53)], node_name=node_name, publish_address=gateway,
+                   service_ip=service_ip,
+                   upstream_resolv_conf=getattr(args, "resolv_conf", "") or "/etc/resolv.conf")
+    log.info("cluster DNS of node %s on %s:53 (service IP %s)", node_name, gateway, service_ip)
+    await run_dns(client, stop, o)
