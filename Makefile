@@ -7,7 +7,7 @@ PORT ?= 6443
 # Parallel test workers (pytest-xdist); CI has 2 cores.
 TEST_WORKERS ?= 4
 
-.PHONY: up test venv dev-venv system-deps bench bench-controllers bench-scheduler bench-pods clean
+.PHONY: up test venv dev-venv system-deps bench bench-controllers bench-scheduler bench-pods bench-proxy clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench-scheduler: venv
 BENCH_PODS_ARGS ?= --runtime oci
 bench-pods: dev-venv
 	$(VPY) bench/pods.py $(BENCH_PODS_ARGS)
+
+# Service proxy: rule sync for 1,000 services x 10 endpoints, and the data path through a
+# cluster IP (root, runc, CNI plugins, docker-registry, iptables).
+bench-proxy: dev-venv
+	$(VPY) bench/proxy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -45,6 +45,9 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cluster import ROOT, Cluster, pct, tree_rss_mb, wait  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from pyk8s.proxy.component import default_chain_prefix  # noqa: E402
+
 NS = "default"
 SLO_P99_S = 5.0
 TARGET_P99_S = 0.5
@@ -249,8 +252,9 @@ def oci_leftovers(d: Path, agent: Path, bridge: str, cidr: str) -> list[str]:
     if shutil.which("iptables-save"):
         rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
         net = cidr.split(".0.0/")[0] + "."
+        prefix = default_chain_prefix(bridge) + "-"     # the node's proxy's chains
         out += [f"iptables {r}" for r in rules.splitlines()
-                if not r.startswith("#") and (f" {net}" in r or bridge in r)]
+                if not r.startswith("#") and (f" {net}" in r or bridge in r or prefix in r)]
     return out
 
 
@@ -272,6 +276,7 @@ def run_oci(args: argparse.Namespace) -> dict[str, Any]:
     from pyk8s.kubelet import cgroups
     bridge = f"pk8b{secrets.token_hex(3)}"
     cidr = f"10.{random.randint(100, 250)}.0.0/16"
+    services = f"10.{random.randint(1, 90)}.0.0/16"
     out: dict[str, Any] = {"runtime": "oci"}
     d = Path(tempfile.mkdtemp(prefix="pyk8s-bench-pods-"))
     try:
@@ -291,6 +296,7 @@ def run_oci(args: argparse.Namespace) -> dict[str, Any]:
             up.mkdir()
             c = Cluster(up, "--node-name", NODE, "--runtime", "oci", "--insecure-registry",
                         reg.host, "--cni-bridge", bridge, "--cluster-cidr", cidr,
+                        "--service-cluster-ip-range", services,
                         "--log-level", args.log_level)
             try:
                 wait_ready(c)

@@ -128,7 +128,7 @@ def bench_datapath(n: int, log_level: str) -> dict[str, Any]:
     from tests.localregistry import LocalRegistry
     bridge = f"pk8p{secrets.token_hex(3)}"
     cidr = f"10.{random.randint(100, 250)}.0.0/16"
-    svc_range = f"10.{random.randint(1, 99)}.0.0/16"
+    svc_range = f"10.{random.randint(1, 90)}.0.0/16"
     d = Path(tempfile.mkdtemp(prefix="pyk8s-bench-proxy-"))
     out: dict[str, Any] = {"requests": n}
     try:

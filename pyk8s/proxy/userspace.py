@@ -5,7 +5,8 @@ affinity ClientIP keeps a client on one endpoint for the affinity timeout).
 For the process runtime, whose pods are host processes: packet rules cannot steer them,
 but a listener on the cluster IP can. A cluster IP must be a local address to receive
 anything: as root the proxier adds each one to a dummy interface of its own (as upstream's
-IPVS mode does with kube-ipvs0); without root only cluster IPs that are already local (a
+IPVS mode does with kube-ipvs0; an empty bridge where the kernel has no dummy links);
+without root only cluster IPs that are already local (a
 service range inside 127.0.0.0/8) work, and the others are reported once.
 """
 from __future__ import annotations
@@ -102,11 +103,14 @@ class _TCPListener:
                                                  sock=_bind_socket(host, port,
                                                                    socket.SOCK_STREAM))
 
-    async def _handle(self, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.conns.add(task)
+    def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A task of our own (asyncio's connection callback task must not be cancelled).
+        task = asyncio.get_running_loop().create_task(self._relay(reader, writer))
+        self.conns.add(task)
+        task.add_done_callback(self.conns.discard)
+
+    async def _relay(self, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("", 0)
         tried: list[Endpoint] = []
         try:
@@ -128,8 +132,6 @@ class _TCPListener:
                 w2.close()
         finally:
             writer.close()
-            if task is not None:
-                self.conns.discard(task)
 
     async def close(self) -> None:
         if self.server is not None:
@@ -275,6 +277,9 @@ class UserspaceProxier:
             rc, out = await _ip("link", "show", "dev", self.interface)
             if rc != 0:
                 rc, out = await _ip("link", "add", self.interface, "type", "dummy")
+                if rc != 0 and "Unknown device type" in out:
+                    # No dummy module: an empty bridge holds local addresses as well.
+                    rc, out = await _ip("link", "add", self.interface, "type", "bridge")
                 if rc != 0:
                     log.warning("userspace proxy: cannot add dummy link %s (%s): cluster "
                                 "IPs stay unbound", self.interface, out.strip())
@@ -289,10 +294,10 @@ class UserspaceProxier:
         if not self.interface:
             if ip not in self._warned:
                 self._warned.add(ip)
-                log.warning("userspace proxy: cluster IP %s is not a local address and this "
-                            "process is not root: the service is reachable only through "
-                            "its NodePort (or use a --service-cluster-ip-range inside "
-                            "127.0.0.0/8)", ip)
+                log.warning("userspace proxy: cluster IP %s is not a local address and no "
+                            "link carries cluster IPs (root and --proxy-vip-interface): the "
+                            "service is reachable only through its NodePort (or use a "
+                            "--service-cluster-ip-range inside 127.0.0.0/8)", ip)
             return False
         plen = 128 if ":" in ip else 32
         rc, out = await _ip("addr", "add", f"{ip}/{plen}", "dev", self.interface)

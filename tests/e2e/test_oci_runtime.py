@@ -20,6 +20,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from pyk8s.proxy.component import default_chain_prefix
+from pyk8s.proxy.iptables import chains_in_save
 from tests.conftest import ServerProcess, needs_root, wait_for
 from tests.registry import registry  # noqa: F401  (the session's local registry)
 
@@ -28,22 +30,24 @@ pytestmark = needs_root
 NODE = "oci-1"
 
 
-def _unique_net() -> tuple[str, str]:
-    """A bridge name and a cluster CIDR of this test module's own (parallel workers each
-    run their own cluster on this host)."""
-    return f"pk8e{uuid.uuid4().hex[:6]}", f"10.{random.randint(100, 250)}.0.0/16"
+def _unique_net() -> tuple[str, str, str]:
+    """A bridge name, a cluster CIDR and a service range of this test module's own
+    (parallel workers each run their own cluster, proxy rules included, on this host)."""
+    return (f"pk8e{uuid.uuid4().hex[:6]}", f"10.{random.randint(100, 250)}.0.0/16",
+            f"10.{random.randint(1, 90)}.0.0/16")
 
 
 @pytest.fixture(scope="module")
 def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
         ) -> Iterator[tuple[ServerProcess, Any]]:
     d = tmp_path_factory.mktemp("pyk8s-oci")
-    bridge, cidr = _unique_net()
+    bridge, cidr, services = _unique_net()
     up = ServerProcess(d, command="up", ready_log="deployment-controller: synced",
                        local_node=True,
                        extra=["--node-name", NODE, "--runtime", "oci",
                               "--insecure-registry", registry.host, "--cni-bridge", bridge,
-                              "--cluster-cidr", cidr, "--container-restart-backoff", "1",
+                              "--cluster-cidr", cidr, "--service-cluster-ip-range", services,
+                              "--container-restart-backoff", "1",
                               "--pod-max-pids", "200"])
     try:
         up.start(timeout=40)
@@ -60,7 +64,8 @@ def _node_state(agent: Path, bridge: str, stopped: bool = False) -> list[str]:
     """What pods leave on a node once they are gone: pinned namespaces, veths on the
     bridge, host-local IP allocations, CNI cache entries, mounts (rootfs overlays,
     namespace files), runc containers, pod cgroups and pod directories; once the node has
-    `stopped`, also the bridge and any mount under its data dir."""
+    `stopped`, also the bridge, any mount under its data dir and its proxy's iptables
+    chains."""
     out: list[str] = []
     out += [f"sandbox {p.name}" for p in _entries(agent / "sandboxes")]
     out += [f"veth {p.name}" for p in _entries(Path(f"/sys/class/net/{bridge}/brif"))]
@@ -80,6 +85,10 @@ def _node_state(agent: Path, bridge: str, stopped: bool = False) -> list[str]:
     out += [f"runc {c}" for c in runc]
     out += [f"cgroup {p}" for p in _pod_cgroups()]
     out += [f"pod dir {p.name}" for p in _entries(agent / "pods")]
+    if stopped:   # the node's proxy: its iptables chains
+        save = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        prefix = default_chain_prefix(bridge)
+        out += [f"iptables chain {c}" for c in chains_in_save(save, prefix)]
     return out
 
 
