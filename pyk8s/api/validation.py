@@ -1267,7 +1267,6 @@ def _validate_replication_controller(obj: dict, old: dict | None) -> Errs:
 
 _SUPPORTED_SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
 _KUBELET_PORT = 10250
-NODE_PORT_RANGE = (30000, 32767)
 
 
 def _is_headless(spec: dict) -> bool:
@@ -1410,9 +1409,9 @@ def _validate_service_type_rules(spec: dict, stype: Any, ports: list[dict],
 
 
 def _validate_service_node_ports(stype: Any, ports: list[dict]) -> Errs:
+    """The range of node ports is the allocator's (pyk8s.registry.service), as upstream."""
     errs: Errs = []
     seen: set[tuple[str, int]] = set()
-    lo, hi = NODE_PORT_RANGE
     for i, sp in enumerate(ports):
         np = _int(sp.get("nodePort"))
         if not np:
@@ -1421,9 +1420,6 @@ def _validate_service_node_ports(stype: Any, ports: list[dict]) -> Errs:
         if stype == "ClusterIP":
             errs.append(field_forbidden(p, "may not be used when `type` is 'ClusterIP'"))
             continue
-        if stype in ("NodePort", "LoadBalancer") and not lo <= np <= hi:
-            errs.append(_invalid(p, np, "provided port is not in the valid range. The range of "
-                                        f"valid ports is {lo}-{hi}"))
         key = (_s(sp.get("protocol")), np)
         if key in seen:
             errs.append(field_duplicate(p, np))

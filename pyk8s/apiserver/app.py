@@ -16,8 +16,14 @@ from pyk8s.apiserver.admission import Attributes
 from pyk8s.apiserver.admission.plugins import admission_chain, close_admission
 from pyk8s.apiserver.authn import Authenticator
 from pyk8s.apiserver.handlers import ResourceHandler
+from pyk8s.apiserver.kubernetesservice import KubernetesService
 from pyk8s.apiserver.openapi import OpenAPIDocs
 from pyk8s.apiserver.responses import json_response, status_response
+from pyk8s.registry.service.alloc import ServiceAllocators
+from pyk8s.registry.service.allocator import IPAllocator, PortAllocator
+from pyk8s.registry.service.ranges import parse_port_range, parse_service_cidrs
+from pyk8s.registry.service.repair import Repair
+from pyk8s.registry.service.store import ServiceStore
 from pyk8s.registry.store import Store
 from pyk8s.registry.strategy import strategy_for
 from pyk8s.storage.interface import Storage, StorageUnavailable
@@ -45,6 +51,16 @@ class ServerConfig:
     watch_cache_size: int = 5000
     compaction_interval: float = 300.0  # upstream compacts every 5 minutes
     disabled_admission_plugins: tuple[str, ...] = ()  # --disable-admission-plugins
+    # Services: cluster IPs from the first CIDR, node ports from the port range.
+    service_cluster_ip_range: str = "10.96.0.0/12"  # --service-cluster-ip-range
+    service_node_port_range: str = "30000-32767"  # --service-node-port-range
+    service_repair_interval: float = 180.0  # upstream repairs allocations every 3 minutes
+    service_repair_min_age: float = 60.0  # a key nobody holds is freed once this old
+    # The `default/kubernetes` Service; its endpoints are `advertise_address` (none if "")
+    # and the port of `server_address`.
+    kubernetes_service: bool = True
+    advertise_address: str = ""  # --advertise-address
+    endpoint_reconcile_interval: float = 10.0
 
 
 class APIServer:
@@ -69,13 +85,36 @@ class APIServer:
         self.admission = admission_chain(self)
         self.ready = False
         self._compactor: asyncio.Task[None] | None = None
+        service_ranges = parse_service_cidrs(config.service_cluster_ip_range)
+        if len(service_ranges) > 1:
+            log.warning("pyk8s allocates single-stack cluster IPs: the secondary service "
+                        "range %s is not used", service_ranges[1])
+        self.service_allocators = ServiceAllocators(
+            IPAllocator(service_ranges[0], storage, self.cache),
+            PortAllocator(parse_port_range(config.service_node_port_range), storage,
+                          self.cache))
+        services_info = self.catalogue.lookup("", "v1", "services")
+        assert services_info is not None
+        self.service_repair = Repair(storage, self.service_allocators,
+                                     services_info.storage_prefix,
+                                     min_age=config.service_repair_min_age)
+        self._repairer: asyncio.Task[None] | None = None
+        self.kubernetes_service: KubernetesService | None = None
+        if config.kubernetes_service:
+            self.kubernetes_service = KubernetesService(
+                self, service_ranges[0].first(), config.advertise_address,
+                int(config.server_address.rsplit(":", 1)[1]),
+                interval=config.endpoint_reconcile_interval)
 
     def store(self, info: ResourceInfo) -> Store:
         key = (info.group, info.version, info.plural)
         s = self.stores.get(key)
         if s is None:
             custom = self.crds.strategy_for(info)
-            s = Store(info, self.storage, self.cache, custom or strategy_for(info))
+            if (info.group, info.kind) == ("", "Service") and custom is None:
+                s = ServiceStore(info, self.storage, self.cache, self.service_allocators)
+            else:
+                s = Store(info, self.storage, self.cache, custom or strategy_for(info))
             s.admission = self.admission
             s.attributes = Attributes
             if custom is not None:
@@ -149,6 +188,15 @@ class APIServer:
             except errors.AlreadyExists:
                 pass
         await self.crds.start()
+        try:
+            await self.service_repair.run_once()
+        except Exception:  # storage trouble: the periodic pass tries again
+            log.exception("service allocation repair failed")
+        if self.config.service_repair_interval > 0:
+            self._repairer = asyncio.create_task(self.service_repair.run_periodically(
+                self.config.service_repair_interval), name="service-allocation-repair")
+        if self.kubernetes_service is not None:
+            await self.kubernetes_service.start()
         if self.config.compaction_interval > 0:
             self._compactor = asyncio.create_task(self._compact_periodically(), name="compactor")
         self.ready = True
@@ -174,6 +222,10 @@ class APIServer:
         self.ready = False
         if self._compactor:
             self._compactor.cancel()
+        if self._repairer:
+            self._repairer.cancel()
+        if self.kubernetes_service is not None:
+            await self.kubernetes_service.stop()
         await self.crds.stop()
         await close_admission(self.admission)
         await self.pod_proxy.close()

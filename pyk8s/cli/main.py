@@ -27,10 +27,83 @@ from pyk8s.storage import open_storage
 log = logging.getLogger("pyk8s")
 
 
-def _add_server_args(p: argparse.ArgumentParser) -> None:
+DEFAULT_SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/12"
+
+
+def _service_cidrs_flag(value: str) -> str:
+    from pyk8s.registry.service.ranges import RangeError, parse_service_cidrs
+    try:
+        parse_service_cidrs(value)
+    except RangeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _port_range_flag(value: str) -> str:
+    from pyk8s.registry.service.ranges import RangeError, parse_port_range
+    try:
+        return str(parse_port_range(value))
+    except RangeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _ip_flag(value: str) -> str:
+    import ipaddress
+    if not value.strip():
+        return ""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid IP address: {value!r}") from None
+
+
+def default_advertise_address(bind: str) -> str:
+    """--advertise-address's default: the bind address when it is a specific one; for
+    0.0.0.0 / :: the host's first non-loopback IPv4 (the default route's), else 127.0.0.1."""
+    import ipaddress
+    try:
+        if not ipaddress.ip_address(bind).is_unspecified:
+            return str(ipaddress.ip_address(bind))
+    except ValueError:  # a host name
+        try:
+            return socket.gethostbyname(bind)
+        except OSError:
+            return "127.0.0.1"
+    try:  # the source address of the default route; connect() on UDP sends nothing
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            addr = str(s.getsockname()[0])
+        if not ipaddress.ip_address(addr).is_loopback:
+            return addr
+    except OSError:
+        pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            addr = str(info[4][0])
+            if not ipaddress.ip_address(addr).is_loopback:
+                return addr
+    except OSError:
+        pass
+    return "127.0.0.1"
+
+
+def _add_server_args(p: argparse.ArgumentParser, up: bool = False) -> None:
     p.add_argument("--data-dir", default=".pyk8s", help="state, certificates and kubeconfig")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=6443)
+    p.add_argument("--advertise-address", type=_ip_flag, default="",
+                   help="the API server's address in the kubernetes Service's endpoints "
+                        "(default: --bind when specific, else the host's first non-loopback "
+                        "IPv4, else 127.0.0.1; loopback addresses are not published)")
+    # `up`: one flag for the API server and the controllers (nodeipam); unset, the API
+    # server uses the default and nodeipam excludes nothing (as kube-controller-manager).
+    p.add_argument("--service-cluster-ip-range", type=_service_cidrs_flag,
+                   default=None if up else DEFAULT_SERVICE_CLUSTER_IP_RANGE,
+                   help="the Services' CIDR range (cluster IPs; at most 20 host bits); "
+                        f"default {DEFAULT_SERVICE_CLUSTER_IP_RANGE}" +
+                        ("; also never handed out as node pod CIDRs" if up else ""))
+    p.add_argument("--service-node-port-range", type=_port_range_flag, default="30000-32767",
+                   help="the range of node ports of NodePort and LoadBalancer Services")
     p.add_argument("--storage", choices=["sqlite", "memory", "etcd"], default="sqlite")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379",
                    help="with --storage etcd: comma-separated etcd client URLs")
@@ -72,8 +145,9 @@ def _parse_bool_flag(value: str) -> bool:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _add_controller_args(p: argparse.ArgumentParser) -> None:
-    """kube-controller-manager's flags (the subset pyk8s implements), upstream's names."""
+def _add_controller_args(p: argparse.ArgumentParser, service_range: bool = True) -> None:
+    """kube-controller-manager's flags (the subset pyk8s implements), upstream's names.
+    `service_range` False: --service-cluster-ip-range comes with the API server's flags."""
     g = p.add_argument_group("controller manager")
     g.add_argument("--leader-elect", type=_parse_bool_flag, nargs="?", const=True,
                    default=True, help="run the controllers only while holding the lease")
@@ -109,8 +183,9 @@ def _add_controller_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cluster-cidr", default="10.42.0.0/16",
                    help="the pods' CIDR range: one IPv4 and / or one IPv6 CIDR, comma-"
                         "separated (k3s's default)")
-    g.add_argument("--service-cluster-ip-range", default="",
-                   help="the Services' CIDR range(s): never handed out as node pod CIDRs")
+    if service_range:
+        g.add_argument("--service-cluster-ip-range", default="",
+                       help="the Services' CIDR range(s): never handed out as node pod CIDRs")
     g.add_argument("--node-cidr-mask-size", type=int, default=0,
                    help="mask size of a node's pod CIDR (default 24 for IPv4, 64 for IPv6)")
     g.add_argument("--node-cidr-mask-size-ipv4", type=int, default=0,
@@ -140,7 +215,7 @@ def controller_options(args: argparse.Namespace, identity: str | None = None) ->
         node_startup_grace_period=args.node_startup_grace_period,
         node_eviction_rate=args.node_eviction_rate,
         allocate_node_cidrs=bool(args.allocate_node_cidrs), cluster_cidr=args.cluster_cidr,
-        service_cluster_ip_range=args.service_cluster_ip_range,
+        service_cluster_ip_range=args.service_cluster_ip_range or "",
         node_cidr_mask_size=args.node_cidr_mask_size,
         node_cidr_mask_size_ipv4=args.node_cidr_mask_size_ipv4,
         node_cidr_mask_size_ipv6=args.node_cidr_mask_size_ipv6)
@@ -166,6 +241,10 @@ async def run_server(args: argparse.Namespace) -> None:
     storage = await open_storage(args.storage, str(data_dir), etcd_servers=args.etcd_servers,
                                  wait=60.0)
     host = args.bind if args.bind not in ("0.0.0.0", "::") else "127.0.0.1"
+    from pyk8s.registry.service.ranges import parse_service_cidrs
+    service_range = args.service_cluster_ip_range or DEFAULT_SERVICE_CLUSTER_IP_RANGE
+    kubernetes_ip = parse_service_cidrs(service_range)[0].first()
+    advertise = args.advertise_address or default_advertise_address(args.bind)
     ssl_ctx: ssl.SSLContext | None = None
     authn: Authenticator | None = None
     if args.insecure_http:
@@ -173,7 +252,7 @@ async def run_server(args: argparse.Namespace) -> None:
         creds = None
     else:
         scheme = "https"
-        creds = ensure_credentials(data_dir, [args.bind])
+        creds = ensure_credentials(data_dir, [args.bind, advertise, kubernetes_ip])
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_ctx.load_cert_chain(creds.server_cert, creds.server_key)
         # The node token (DIR/node-token) joins agents: one shared identity in system:nodes.
@@ -186,7 +265,10 @@ async def run_server(args: argparse.Namespace) -> None:
                           watch_cache_size=args.watch_cache_size,
                           compaction_interval=args.compaction_interval,
                           disabled_admission_plugins=tuple(
-                              p for p in args.disable_admission_plugins.split(",") if p))
+                              p for p in args.disable_admission_plugins.split(",") if p),
+                          service_cluster_ip_range=service_range,
+                          service_node_port_range=args.service_node_port_range,
+                          advertise_address=advertise)
     server = APIServer(storage, config, authn=authn)
     await server.start()
     write_kubeconfig(data_dir / "kubeconfig.yaml", url, creds.admin_token if creds else "",
@@ -309,8 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     _add_server_args(p_server)
     p_up = sub.add_parser("up", help="run the all-in-one cluster (API server, controllers, "
                                      "scheduler and a local node)")
-    _add_server_args(p_up)
-    _add_controller_args(p_up)
+    _add_server_args(p_up, up=True)
+    _add_controller_args(p_up, service_range=False)
     p_up.add_argument("--scheduler", type=_parse_bool_flag, nargs="?", const=True, default=True,
                       help="run the scheduler too (pyk8s scheduler's defaults)")
     p_up.add_argument("--disable-agent", action="store_true",

@@ -101,6 +101,20 @@ class Admission(Protocol):
 AttributesFactory = Callable[..., Any]
 
 
+class Transaction(Protocol):
+    """What a `begin_create` / `begin_update` hook did outside the object's own key
+    (upstream's BeginCreate / BeginUpdate finish functions): `commit` once the write is
+    stored, `revert` when it certainly was not."""
+    async def commit(self) -> None: ...
+    async def revert(self) -> None: ...
+
+
+# Failures after which the write certainly did not happen (so a hook's work is reverted);
+# after anything else (cancellation, storage trouble) it may have, and is kept.
+_CERTAIN_FAILURES = (errors.ApiError, st.KeyExists, st.KeyNotFound, st.RevisionConflict,
+                     _DeleteInstead)
+
+
 class Store:
     def __init__(self, info: ResourceInfo, storage: st.Storage, cache: WatchCache,
                  strategy: Strategy) -> None:
@@ -137,6 +151,18 @@ class Store:
     def _stamp(self, obj: Obj) -> None:
         obj["apiVersion"] = self.info.api_version
         obj["kind"] = self.info.kind
+
+    # -- hooks: state outside the object's key (Services' cluster IPs and node ports) -------
+    async def begin_create(self, obj: Obj, dry_run: bool) -> Transaction | None:
+        """Called with a valid object about to be created."""
+        return None
+
+    async def begin_update(self, new: Obj, old: Obj, dry_run: bool) -> Transaction | None:
+        """Called with a valid changed object about to replace `old` (main resource only)."""
+        return None
+
+    async def after_delete(self, obj: Obj) -> None:
+        """Called once `obj` is gone from storage."""
 
     def reset_paths(self, subresource: str) -> list[tuple[str, ...]]:
         """Fields a write through this endpoint cannot set (upstream's reset fields)."""
@@ -234,16 +260,25 @@ class Store:
             raise self._invalid(name, causes)
         if not applied:
             self.track_managed_fields(None, obj, manager)
-        if attrs is not None:
-            assert self.admission is not None
-            attrs.object = obj
-            await self.admission.validate(attrs)
-        if dry_run:
-            return obj, warnings
+        txn = await self.begin_create(obj, dry_run)
         try:
-            kv = await self.storage.create(self._key(namespace, name), self._encode(obj))
-        except st.KeyExists:
-            raise errors.AlreadyExists.of(self.info.group, self.info.plural, name) from None
+            if attrs is not None:
+                assert self.admission is not None
+                attrs.object = obj
+                await self.admission.validate(attrs)
+            if dry_run:
+                return obj, warnings
+            try:
+                kv = await self.storage.create(self._key(namespace, name), self._encode(obj))
+            except st.KeyExists:
+                raise errors.AlreadyExists.of(self.info.group, self.info.plural,
+                                              name) from None
+        except _CERTAIN_FAILURES:
+            if txn is not None:
+                await txn.revert()
+            raise
+        if txn is not None:
+            await txn.commit()
         md["resourceVersion"] = str(kv.mod_revision)
         return obj, warnings
 
@@ -396,8 +431,11 @@ class Store:
         key = self._key(namespace, name)
         warnings: list[str] = []
         result: dict[str, Obj] = {}
+        txns: list[Transaction] = []  # the begin_update of the latest attempt
 
         async def fn(kv: st.KeyValue) -> bytes | None:
+            while txns:  # a retry: what the previous attempt allocated is not needed
+                await txns.pop().revert()
             old = self.external(decode(kv.value, kv.mod_revision))
             new = mutate(copy.deepcopy(old))
             if hasattr(new, "__await__"):
@@ -418,6 +456,10 @@ class Store:
             if md.get("deletionTimestamp") and not md.get("finalizers") and \
                     not _namespace_finalizers(new_obj, self.strategy):
                 raise _DeleteInstead(new_obj)
+            if subresource == "":
+                txn = await self.begin_update(new_obj, old, dry_run)
+                if txn is not None:
+                    txns.append(txn)
             result["obj"] = new_obj
             if dry_run:
                 return None
@@ -425,7 +467,12 @@ class Store:
 
         while True:
             try:
-                kv = await self.storage.guaranteed_update(key, fn)
+                try:
+                    kv = await self.storage.guaranteed_update(key, fn)
+                except _CERTAIN_FAILURES:
+                    while txns:
+                        await txns.pop().revert()
+                    raise
             except st.KeyNotFound:
                 if create_obj is None:
                     raise self.not_found(name) from None
@@ -438,12 +485,15 @@ class Store:
                     return d.obj, False, warnings
                 try:
                     rev = int(d.obj["metadata"]["resourceVersion"])
-                    await self.storage.delete(key, expected_revision=rev)
+                    gone = await self.storage.delete(key, expected_revision=rev)
                 except st.RevisionConflict:
                     continue
                 except st.KeyNotFound:
                     raise self.not_found(name) from None
+                await self.after_delete(self.external(decode(gone.value, gone.mod_revision)))
                 return d.obj, False, warnings
+            for txn in txns:
+                await txn.commit()
             obj = result["obj"]
             if not dry_run:
                 obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
@@ -553,7 +603,9 @@ class Store:
                     continue
                 except st.KeyNotFound:
                     raise self.not_found(name) from None
-                return self.external(decode(kv.value, kv.mod_revision)), False
+                gone = self.external(decode(kv.value, kv.mod_revision))
+                await self.after_delete(gone)
+                return gone, False
             # Graceful / finalized deletion: mark, keep.
             if md.get("deletionTimestamp") and wants == finalizers and grace >= int(
                     md.get("deletionGracePeriodSeconds") or 0):

@@ -6,6 +6,9 @@ served from memory: a watch resumes from any resourceVersion inside the window (
 get 410 Expired), a list at an exact resourceVersion rolls the window back.
 `processed_rev` is the newest storage revision applied; consistent reads wait for it to
 reach the storage's current revision.
+Keys under `/registry/` that are not API objects (Service allocations under
+`/registry/ranges/`, API server leases under `/registry/masterleases/`) must hold JSON
+objects too; they land in resource caches of their own that no API list or watch reads.
 """
 from __future__ import annotations
 

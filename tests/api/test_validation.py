@@ -721,9 +721,6 @@ SERVICE_CASES: list[tuple[str, dict, tuple[str, str]]] = [
      ("spec.ports[1]", 'Duplicate value: core.ServicePort{Name:"", Protocol:"TCP", '
       'AppProtocol:(*string)(nil), Port:80, TargetPort:intstr.IntOrString{Type:0, IntVal:0, '
       'StrVal:""}, NodePort:0}')),
-    ("nodePort range", {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]},
-     ("spec.ports[0].nodePort", "Invalid value: 80: provided port is not in the valid range. "
-      "The range of valid ports is 30000-32767")),
     ("nodePort on ClusterIP", {"ports": [{"port": 80, "nodePort": 30080}]},
      ("spec.ports[0].nodePort", "Forbidden: may not be used when `type` is 'ClusterIP'")),
     ("type", {"type": "Public", "ports": [{"port": 80}]},
