@@ -37,18 +37,23 @@ def _unique_net() -> tuple[str, str, str]:
             f"10.{random.randint(1, 90)}.0.0/16")
 
 
+def oci_up(d: Path, registry: Any, node: str, *extra: str) -> tuple[ServerProcess, str]:
+    """`pyk8s up` (not started) whose node `node` runs the oci runtime on a network of its
+    own, pulling from the local `registry`; and its bridge's name."""
+    bridge, cidr, services = _unique_net()
+    return ServerProcess(d, command="up", ready_log="deployment-controller: synced",
+                         local_node=True,
+                         extra=["--node-name", node, "--runtime", "oci",
+                                "--insecure-registry", registry.host, "--cni-bridge", bridge,
+                                "--cluster-cidr", cidr, "--service-cluster-ip-range",
+                                services, "--container-restart-backoff", "1", *extra]), bridge
+
+
 @pytest.fixture(scope="module")
 def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
         ) -> Iterator[tuple[ServerProcess, Any]]:
     d = tmp_path_factory.mktemp("pyk8s-oci")
-    bridge, cidr, services = _unique_net()
-    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced",
-                       local_node=True,
-                       extra=["--node-name", NODE, "--runtime", "oci",
-                              "--insecure-registry", registry.host, "--cni-bridge", bridge,
-                              "--cluster-cidr", cidr, "--service-cluster-ip-range", services,
-                              "--container-restart-backoff", "1",
-                              "--pod-max-pids", "200"])
+    up, bridge = oci_up(d, registry, NODE, "--pod-max-pids", "200")
     try:
         up.start(timeout=40)
         wait_for("node Ready", lambda: " Ready " in up.kubectl(
@@ -60,7 +65,8 @@ def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
     assert not left, left
 
 
-def _node_state(agent: Path, bridge: str, stopped: bool = False) -> list[str]:
+def _node_state(agent: Path, bridge: str, stopped: bool = False,
+                node: str = NODE) -> list[str]:
     """What pods leave on a node once they are gone: pinned namespaces, veths on the
     bridge, host-local IP allocations, CNI cache entries, mounts (rootfs overlays,
     namespace files), runc containers, pod cgroups and pod directories; once the node has
@@ -83,7 +89,7 @@ def _node_state(agent: Path, bridge: str, stopped: bool = False) -> list[str]:
     runc = subprocess.run(["runc", "--root", str(agent / "runc"), "list", "-q"],
                           capture_output=True, text=True).stdout.split()
     out += [f"runc {c}" for c in runc]
-    out += [f"cgroup {p}" for p in _pod_cgroups()]
+    out += [f"cgroup {p}" for p in _pod_cgroups(node)]
     out += [f"pod dir {p.name}" for p in _entries(agent / "pods")]
     if stopped:   # the node's proxy: its iptables chains
         save = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
@@ -96,11 +102,11 @@ def _entries(d: Path) -> list[Path]:
     return list(d.iterdir()) if d.is_dir() else []
 
 
-def _pod_cgroups() -> list[Path]:
+def _pod_cgroups(node: str = NODE) -> list[Path]:
     """The node's pod cgroups in every hierarchy (v1 controllers, a hybrid host's
     `unified`, or v2)."""
     root = Path("/sys/fs/cgroup")
-    return [*root.glob(f"pyk8s-{NODE}/pod*"), *root.glob(f"*/pyk8s-{NODE}/pod*")]
+    return [*root.glob(f"pyk8s-{node}/pod*"), *root.glob(f"*/pyk8s-{node}/pod*")]
 
 
 def pods(up: ServerProcess, selector: str) -> list[dict[str, Any]]:

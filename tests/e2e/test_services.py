@@ -13,7 +13,7 @@ import pytest
 
 from pyk8s.proxy.component import default_chain_prefix
 from tests.conftest import ServerProcess, needs_root, wait_for
-from tests.e2e.test_oci_runtime import _node_state, _unique_net, http_get
+from tests.e2e.test_oci_runtime import _node_state, http_get, oci_up
 from tests.registry import registry  # noqa: F401  (the session's local registry)
 
 pytestmark = needs_root
@@ -60,13 +60,7 @@ class Cluster:
 def cluster(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
             ) -> Iterator[Cluster]:
     d = tmp_path_factory.mktemp("pyk8s-svc")
-    bridge, cidr, services = _unique_net()
-    up = ServerProcess(d, command="up", ready_log="deployment-controller: synced",
-                       local_node=True,
-                       extra=["--node-name", NODE, "--runtime", "oci",
-                              "--insecure-registry", registry.host, "--cni-bridge", bridge,
-                              "--cluster-cidr", cidr, "--service-cluster-ip-range", services,
-                              "--container-restart-backoff", "1"])
+    up, bridge = oci_up(d, registry, NODE)
     prefix = default_chain_prefix(bridge)
     try:
         up.start(timeout=40)
@@ -80,7 +74,7 @@ def cluster(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F81
         yield c
     finally:
         up.stop()
-    left = _node_state(d / "agent", bridge, stopped=True)
+    left = _node_state(d / "agent", bridge, stopped=True, node=NODE)
     assert not left, left
 
 
