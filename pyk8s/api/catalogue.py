@@ -76,7 +76,7 @@ BUILTIN: tuple[ResourceInfo, ...] = (
     _r("", "v1", "Namespace", "namespaces", namespaced=False, short=["ns"],
        sub=["status", "finalize"], verbs=_NS_VERBS),
     _r("", "v1", "Pod", "pods", short=["po"], cats=["all"],
-       sub=["status", "binding", "log", "exec", "attach", "portforward"]),
+       sub=["status", "binding", "eviction", "log", "exec", "attach", "portforward"]),
     _r("", "v1", "Service", "services", short=["svc"], cats=["all"], sub=["status"],
        verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     _r("", "v1", "Endpoints", "endpoints", short=["ep"]),

@@ -12,6 +12,7 @@ _SUBRESOURCE_VERBS = {
     "status": ["get", "patch", "update"],
     "scale": ["get", "patch", "update"],
     "binding": ["create"],
+    "eviction": ["create"],
     "finalize": ["update"],
     "token": ["create"],
     "log": ["get"],
@@ -29,6 +30,8 @@ def _sub_kind(info: ResourceInfo, sub: str) -> tuple[str, str, str]:
         return "autoscaling", "v1", "Scale"
     if sub == "binding":
         return "", "v1", "Binding"
+    if sub == "eviction":   # served for policy/v1 Evictions (v1beta1 accepted too)
+        return "policy", "v1", "Eviction"
     if sub == "token":
         return "authentication.k8s.io", "v1", "TokenRequest"
     if sub == "proxy":   # NodeProxyOptions, PodProxyOptions, ServiceProxyOptions

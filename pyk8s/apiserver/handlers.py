@@ -12,7 +12,7 @@ from aiohttp import web
 
 from pyk8s.api import errors, meta, patch as patching, schemas
 from pyk8s.api.selectors import SelectorError, selector_dict_to_string
-from pyk8s.apiserver import negotiation as neg, podproxy, reviews
+from pyk8s.apiserver import eviction, negotiation as neg, podproxy, reviews
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.responses import (list_response, object_response, json_response,
                                        success_status)
@@ -116,6 +116,12 @@ class ResourceHandler:
             return await self.server.pod_proxy.handle(request, store, ns, ri.name, sub)
         if info.group == "" and info.plural == "nodes" and sub == "proxy":
             return await self.server.pod_proxy.node_proxy(request, ri.name, ri.parts[3:])
+        if info.group == "" and info.plural == "pods" and sub == "eviction":
+            _dry_run(request)  # rejects unsupported values
+            pdbs = self.server.catalogue.lookup("policy", "v1", "poddisruptionbudgets")
+            assert pdbs is not None
+            return await eviction.handle(request, store, self.server.store(pdbs), ns or "",
+                                         ri.name, request.query.getall("dryRun", []))
         if sub == "scale":
             return await self.scale(request, store, ns, ri.name)
         if sub == "binding":

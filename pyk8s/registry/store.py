@@ -254,6 +254,7 @@ class Store:
             self.strategy.set_user(obj, user)
         md["uid"] = meta.new_uid()
         md["creationTimestamp"] = meta.rfc3339()
+        self.strategy.prepare_with_identity(obj)
         name = md.get("name") or ""
         causes = self.strategy.validate(obj)
         if causes:

@@ -53,6 +53,10 @@ class Strategy:
         if self.tracks_generation:
             md["generation"] = 1
 
+    def prepare_with_identity(self, obj: Obj) -> None:
+        """Create rules that need the new object's uid (upstream fills the system fields
+        before PrepareForCreate; here they are set after prepare_for_create)."""
+
     def validate(self, obj: Obj, old: Obj | None = None) -> list[StatusCause]:
         return validation.validate(self.info.group, self.info.kind, obj, old)
 
@@ -163,7 +167,32 @@ class DeploymentStrategy(Strategy):
         return result
 
 
+JOB_NAME_LABELS = ("job-name", "batch.kubernetes.io/job-name")
+CONTROLLER_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
+
+
+class JobStrategy(Strategy):
+    def prepare_with_identity(self, obj: Obj) -> None:
+        """Upstream's generateSelector (unless spec.manualSelector): the pod template gets
+        the job-name and controller-uid labels (new and legacy keys; ones the user set are
+        kept, validation then judges them) and the selector matches the controller uid."""
+        spec = obj.setdefault("spec", {})
+        if spec.get("manualSelector") is True:
+            return
+        md = obj["metadata"]
+        labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault(
+            "labels", {})
+        for key in JOB_NAME_LABELS:
+            labels.setdefault(key, md.get("name") or "")
+        for key in CONTROLLER_UID_LABELS:
+            labels.setdefault(key, md["uid"])
+        selector = spec.get("selector") if isinstance(spec.get("selector"), dict) else {}
+        spec["selector"] = selector
+        selector.setdefault("matchLabels", {}).setdefault(CONTROLLER_UID_LABELS[1], md["uid"])
+
+
 _STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
+    ("batch", "Job"): JobStrategy,
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
     ("apps", "Deployment"): DeploymentStrategy,
