@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Awaitable, Callable
 
 from pyk8s.client.events import EventBroadcaster
 from pyk8s.client.informer import SharedInformerFactory
 from pyk8s.client.leaderelection import LeaderElectionConfig, run_while_leading, default_identity
 from pyk8s.client.rest import RESTClient
+from pyk8s.controllers.cronjob import CronJobController
+from pyk8s.controllers.daemonset import DaemonSetsController
 from pyk8s.controllers.deployment import DeploymentController
+from pyk8s.controllers.disruption import DisruptionController
 from pyk8s.controllers.endpoints import EndpointsController
 from pyk8s.controllers.endpointslice import EndpointSliceController
 from pyk8s.controllers.garbagecollector import GarbageCollector
+from pyk8s.controllers.job import JobController, utcnow
 from pyk8s.controllers.namespace import NamespaceController
 from pyk8s.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, NodeIPAMConfig, NodeIPAMController
 from pyk8s.controllers.nodelifecycle import NodeLifecycleController
@@ -29,13 +35,17 @@ from pyk8s.controllers.podgc import DEFAULT_TERMINATED_POD_THRESHOLD, PodGCContr
 from pyk8s.controllers.replicaset import REPLICATION_CONTROLLER, ReplicaSetController
 from pyk8s.controllers.resourcequota import ResourceQuotaController
 from pyk8s.controllers.serviceaccount import ServiceAccountsController
+from pyk8s.controllers.statefulset import StatefulSetController
+from pyk8s.controllers.ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger("pyk8s.controllers.manager")
 
 # Upstream's controller names (--controllers).
 ALL_CONTROLLERS = ("garbagecollector", "namespace", "replicaset", "replicationcontroller",
                    "serviceaccount", "podgc", "deployment", "endpoint", "endpointslice",
-                   "resourcequota", "nodelifecycle", "nodeipam")
+                   "resourcequota", "nodelifecycle", "nodeipam",
+                   "job", "cronjob", "ttl-after-finished",
+                   "disruption", "daemonset", "statefulset")
 
 
 @dataclass
@@ -55,6 +65,8 @@ class ControllerManagerOptions:
     concurrent_replicaset_syncs: int = 5            # --concurrent-replicaset-syncs
     concurrent_rc_syncs: int = 5                    # --concurrent_rc_syncs
     concurrent_deployment_syncs: int = 5            # --concurrent-deployment-syncs
+    concurrent_daemonset_syncs: int = 2             # --concurrent-daemonset-syncs
+    concurrent_statefulset_syncs: int = 5           # --concurrent-statefulset-syncs
     concurrent_endpoint_syncs: int = 5              # --concurrent-endpoint-syncs
     concurrent_service_endpoint_syncs: int = 5      # --concurrent-service-endpoint-syncs
     concurrent_gc_syncs: int = 5                    # --concurrent-gc-syncs
@@ -72,6 +84,15 @@ class ControllerManagerOptions:
     node_cidr_mask_size: int = 0                    # --node-cidr-mask-size (0: 24 / 64)
     node_cidr_mask_size_ipv4: int = 0               # --node-cidr-mask-size-ipv4 (0: 24)
     node_cidr_mask_size_ipv6: int = 0               # --node-cidr-mask-size-ipv6 (0: 64)
+    concurrent_job_syncs: int = 5                   # --concurrent-job-syncs
+    concurrent_cron_job_syncs: int = 5              # --concurrent-cron-job-syncs
+    concurrent_ttl_after_finished_syncs: int = 5    # --concurrent-ttl-after-finished-syncs
+    # Test hooks without flags, from the environment: the Job controller's pod re-creation
+    # backoff base (upstream: 10 s) and a shift of the CronJob controller's clock (s).
+    job_backoff_base: float = field(default_factory=lambda: _env_float(
+        "PYK8S_JOB_BACKOFF_BASE", 10.0))
+    cronjob_clock_offset: float = field(default_factory=lambda: _env_float(
+        "PYK8S_CRONJOB_CLOCK_OFFSET", 0.0))
 
     def enabled(self, name: str) -> bool:
         """Upstream's rule: `*` enables all, `name` enables, `-name` disables."""
@@ -88,6 +109,13 @@ class ControllerManagerOptions:
             node_cidr_mask_size_ipv4=self.node_cidr_mask_size_ipv4,
             node_cidr_mask_size_ipv6=self.node_cidr_mask_size_ipv6,
             service_cluster_ip_range=self.service_cluster_ip_range)
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -130,6 +158,14 @@ async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None
         makers["deployment"] = lambda: DeploymentController(
             client, factory, broadcaster.new_recorder("deployment-controller"),
             workers=o.concurrent_deployment_syncs).run()
+    if o.enabled("daemonset"):
+        makers["daemonset"] = lambda: DaemonSetsController(
+            client, factory, broadcaster.new_recorder("daemonset-controller"),
+            workers=o.concurrent_daemonset_syncs).run()
+    if o.enabled("statefulset"):
+        makers["statefulset"] = lambda: StatefulSetController(
+            client, factory, broadcaster.new_recorder("statefulset-controller"),
+            workers=o.concurrent_statefulset_syncs).run()
     if o.enabled("endpoint"):
         makers["endpoint"] = lambda: EndpointsController(
             client, factory, broadcaster.new_recorder("endpoint-controller"),
@@ -153,10 +189,25 @@ async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None
             node_monitor_grace_period=o.node_monitor_grace_period,
             node_startup_grace_period=o.node_startup_grace_period,
             eviction_rate=o.node_eviction_rate).run()
+    if o.enabled("disruption"):
+        makers["disruption"] = lambda: DisruptionController(
+            client, factory, broadcaster.new_recorder("controllermanager")).run()
     if o.enabled("nodeipam") and o.allocate_node_cidrs:
         ipam_config = o.node_ipam_config()
         makers["nodeipam"] = lambda: NodeIPAMController(
             client, factory, broadcaster.new_recorder("cidrAllocator"), ipam_config).run()
+    if o.enabled("job"):
+        makers["job"] = lambda: JobController(
+            client, factory, broadcaster.new_recorder("job-controller"),
+            workers=o.concurrent_job_syncs, backoff_base=o.job_backoff_base).run()
+    if o.enabled("cronjob"):
+        makers["cronjob"] = lambda: CronJobController(
+            client, factory, broadcaster.new_recorder("cronjob-controller"),
+            workers=o.concurrent_cron_job_syncs,
+            clock=lambda: utcnow() + timedelta(seconds=o.cronjob_clock_offset)).run()
+    if o.enabled("ttl-after-finished"):
+        makers["ttl-after-finished"] = lambda: TTLAfterFinishedController(
+            client, factory, workers=o.concurrent_ttl_after_finished_syncs).run()
     loop = asyncio.get_running_loop()
     broadcaster.start()
     # Controllers register their informers when constructed, i.e. when their task first
