@@ -1902,6 +1902,25 @@ _STS_UPDATABLE = ("replicas", "ordinals", "template", "updateStrategy",
                   "persistentVolumeClaimRetentionPolicy", "minReadySeconds")
 
 
+def _with_claim_volumes(spec: dict) -> Any:
+    """The StatefulSet's pod template as its pods get it: each volumeClaimTemplate is a
+    volume of that name (the controller adds it), so containers may mount it."""
+    template = spec.get("template")
+    names = [_s(_d(_d(t).get("metadata")).get("name"))
+             for t in _l(spec.get("volumeClaimTemplates"))]
+    if not isinstance(template, dict) or not any(names):
+        return template
+    t = copy.deepcopy(template)
+    pod = t.setdefault("spec", {}) if isinstance(t.get("spec", {}), dict) else None
+    if pod is None or not isinstance(pod.get("volumes", []), list):
+        return template
+    have = {_d(v).get("name") for v in pod.get("volumes") or []}
+    pod["volumes"] = list(pod.get("volumes") or []) + [
+        {"name": n, "persistentVolumeClaim": {"claimName": n}}
+        for n in names if n and n not in have]
+    return t
+
+
 def _validate_statefulset(obj: dict, old: dict | None) -> Errs:
     spec = _d(obj.get("spec"))
     errs: Errs = []
@@ -1925,7 +1944,7 @@ def _validate_statefulset(obj: dict, old: dict | None) -> Errs:
     if spec.get("selector") is not None and not usable:
         errs.append(_invalid_raw("spec.selector", _go_selector(spec.get("selector")), ""))
     else:
-        errs += _validate_rc_like_template(spec.get("template"), _template_match(spec),
+        errs += _validate_rc_like_template(_with_claim_volumes(spec), _template_match(spec),
                                            "spec.template", "StatefulSet")
     for i, pvc in enumerate(_l(spec.get("volumeClaimTemplates"))):
         name = _s(_d(_d(pvc).get("metadata")).get("name"))

@@ -186,6 +186,9 @@ def _add_controller_args(p: argparse.ArgumentParser, service_range: bool = True)
     if service_range:
         g.add_argument("--service-cluster-ip-range", default="",
                        help="the Services' CIDR range(s): never handed out as node pod CIDRs")
+    g.add_argument("--local-path-dir", default="",
+                   help="where the local-path provisioner makes volumes (default: "
+                        "DATA_DIR/storage for `up`, /var/lib/pyk8s/storage otherwise)")
     g.add_argument("--node-cidr-mask-size", type=int, default=0,
                    help="mask size of a node's pod CIDR (default 24 for IPv4, 64 for IPv6)")
     g.add_argument("--node-cidr-mask-size-ipv4", type=int, default=0,
@@ -221,6 +224,10 @@ def controller_options(args: argparse.Namespace, identity: str | None = None) ->
         node_cidr_mask_size_ipv6=args.node_cidr_mask_size_ipv6)
     if identity:
         o.identity = identity
+    if getattr(args, "local_path_dir", ""):
+        o.local_path_dir = args.local_path_dir
+    elif getattr(args, "command", "") == "up":
+        o.local_path_dir = str(Path(args.data_dir).resolve() / "storage")
     return o
 
 

@@ -11,6 +11,10 @@ and `controller_ref_manager.go`:
   FailedDelete events), `active_pods_deletion_order` (upstream's ActivePodsWithRanks).
 - `slow_start_batch(count, initial, fn)`: 1, 2, 4, … calls in parallel, stopping at the
   first batch with an error.
+- informer event handlers: `ControllerEventHandlers` (a controller's own objects: enqueue,
+  forget on deletion or uid change) and `DependentEventHandlers` (pods / revisions: enqueue
+  the controller their controllerRef names — `resolve_controller_ref` — or, for an orphan,
+  the controllers selecting it — `controllers_selecting` —, with expectations).
 """
 from __future__ import annotations
 
@@ -234,8 +238,12 @@ class PodControl:
         self.recorder = recorder
 
     async def create_pods(self, namespace: str, template: Obj, parent: Obj,
-                          ref: Obj | None) -> Obj:
+                          ref: Obj | None, generate_name: str | None = None) -> Obj:
+        """CreatePods / CreatePodsWithGenerateName: `generate_name` replaces the default
+        `<parent>-`."""
         pod = pod_from_template(template, parent, ref)
+        if generate_name is not None:
+            pod["metadata"]["generateName"] = generate_name
         if not (pod["metadata"].get("labels")):
             raise ValueError("unable to create pods, no labels")
         try:
@@ -507,6 +515,159 @@ class ControllerRefManager:
             raise
 
 
+# -- dependents' events -------------------------------------------------------------------------
+def resolve_controller_ref(store: Any, namespace: str, ref: Obj | None, kind: str,
+                           group: str | None = None) -> Obj | None:
+    """upstream's resolveControllerRef: the controller `ref` names, from an informer's
+    `store`, when the reference is of `kind` (and API `group`, when given) and the object
+    still has the referenced uid; otherwise None."""
+    if ref is None or ref.get("kind") != kind:
+        return None
+    if group is not None and str(ref.get("apiVersion", "")).split("/")[0] != group:
+        return None
+    obj = store.get_by_name(namespace, str(ref.get("name")))
+    if obj is None or _md(obj).get("uid") != ref.get("uid"):
+        return None
+    return obj  # type: ignore[no-any-return]
+
+
+def controllers_selecting(store: Any, obj: Obj, selector: Callable[[Obj], LabelSelector]
+                          ) -> list[Obj]:
+    """The controllers in `obj`'s namespace (from an informer's `store`) whose non-empty
+    selector matches its labels; an unlabelled object matches none, and a controller with
+    an invalid selector (`selector` raises ValueError) is skipped."""
+    labels = _md(obj).get("labels") or {}
+    if not labels:
+        return []
+    out = []
+    for c in store.list_namespace(str(_md(obj).get("namespace") or "")):
+        try:
+            sel = selector(c)
+        except ValueError:
+            continue
+        if not sel.empty and sel.matches(labels):
+            out.append(c)
+    return out
+
+
+class ControllerEventHandlers:
+    """The informer event handlers of a controller's own objects (upstream's addX /
+    updateX / deleteX of the ReplicaSet, DaemonSet and Job controllers): every event
+    enqueues the object; an update that changed the uid is first the old object's
+    deletion; a deletion first calls `forget(obj)` (drops its expectations, …)."""
+
+    def __init__(self, enqueue: Callable[[Obj], None], forget: Callable[[Obj], None]) -> None:
+        self.enqueue = enqueue
+        self.forget = forget
+
+    def on_add(self, obj: Obj) -> None:
+        self.enqueue(obj)
+
+    def on_update(self, old: Obj, cur: Obj) -> None:
+        if _md(old).get("uid") != _md(cur).get("uid"):
+            self.on_delete(old)
+        self.enqueue(cur)
+
+    def on_delete(self, obj: Obj) -> None:
+        self.forget(obj)
+        self.enqueue(obj)
+
+
+class DependentEventHandlers:
+    """The informer event handlers of the objects a controller owns (pods,
+    ControllerRevisions): upstream's addPod / updatePod / deletePod of the ReplicaSet,
+    DaemonSet and StatefulSet controllers (and the DaemonSet's *History ones). An object
+    with a controllerRef enqueues its live controller (`resolve(namespace, ref)`); an
+    orphan enqueues the controllers whose selector matches it (`owners_for(obj)`), which
+    may adopt it; a changed controllerRef enqueues the previous controller too. A usable
+    informer `EventHandler` itself (`on_add`, `on_update`, `on_delete`).
+
+    What differs between controllers:
+    - `expectations`: creations and deletions observed under the controller's key;
+    - `update_deleting`: an update to an object being deleted counts as its deletion
+      (ReplicaSet and DaemonSet pods; not StatefulSet pods nor ControllerRevisions);
+    - `relabelled_deleting_old`: … and, when its labels changed, so does the old object
+      (upstream's ReplicaSet);
+    - `enqueue_after`: a pod turning Ready re-enqueues its controller after the
+      controller's `minReadySeconds` (when > 0) plus `min_ready_extra` seconds.
+    """
+
+    def __init__(self, resolve: Callable[[str, Obj], Obj | None],
+                 owners_for: Callable[[Obj], list[Obj]], enqueue: Callable[[Obj], None], *,
+                 expectations: UIDTrackingControllerExpectations | None = None,
+                 update_deleting: bool = True, relabelled_deleting_old: bool = False,
+                 enqueue_after: Callable[[Obj, float], None] | None = None,
+                 min_ready_extra: float = 0.0) -> None:
+        self.resolve = resolve
+        self.owners_for = owners_for
+        self.enqueue = enqueue
+        self.expectations = expectations
+        self.update_deleting = update_deleting
+        self.relabelled_deleting_old = relabelled_deleting_old
+        self.enqueue_after = enqueue_after
+        self.min_ready_extra = min_ready_extra
+
+    def _owner(self, obj: Obj, ref: Obj) -> Obj | None:
+        return self.resolve(str(_md(obj).get("namespace") or ""), ref)
+
+    def on_add(self, obj: Obj) -> None:
+        if _md(obj).get("deletionTimestamp"):
+            self.on_delete(obj)
+            return
+        ref = controller_ref(obj)
+        if ref is not None:
+            owner = self._owner(obj, ref)
+            if owner is None:
+                return
+            if self.expectations is not None:
+                self.expectations.creation_observed(object_key(owner))
+            self.enqueue(owner)
+            return
+        for owner in self.owners_for(obj):
+            self.enqueue(owner)
+
+    def on_update(self, old: Obj, cur: Obj) -> None:
+        omd, cmd = _md(old), _md(cur)
+        if omd.get("resourceVersion") == cmd.get("resourceVersion"):
+            return  # a resync
+        label_changed = omd.get("labels") != cmd.get("labels")
+        if self.update_deleting and cmd.get("deletionTimestamp"):
+            self.on_delete(cur)
+            if self.relabelled_deleting_old and label_changed:
+                self.on_delete(old)
+            return
+        cur_ref, old_ref = controller_ref(cur), controller_ref(old)
+        ref_changed = cur_ref != old_ref
+        if ref_changed and old_ref is not None:
+            owner = self._owner(cur, old_ref)
+            if owner is not None:
+                self.enqueue(owner)
+        if cur_ref is not None:
+            owner = self._owner(cur, cur_ref)
+            if owner is None:
+                return
+            self.enqueue(owner)
+            if self.enqueue_after is not None:
+                min_ready = int((owner.get("spec") or {}).get("minReadySeconds") or 0)
+                if not is_pod_ready(old) and is_pod_ready(cur) and min_ready > 0:
+                    self.enqueue_after(owner, min_ready + self.min_ready_extra)
+            return
+        if label_changed or ref_changed:
+            for owner in self.owners_for(cur):
+                self.enqueue(owner)
+
+    def on_delete(self, obj: Obj) -> None:
+        ref = controller_ref(obj)
+        if ref is None:
+            return
+        owner = self._owner(obj, ref)
+        if owner is None:
+            return
+        if self.expectations is not None:
+            self.expectations.deletion_observed(object_key(owner), pod_key(obj))
+        self.enqueue(owner)
+
+
 def recheck_deletion_timestamp(get_fresh: Callable[[], Awaitable[Obj]], uid: str
                                ) -> Callable[[], Awaitable[None]]:
     """A `can_adopt` check: re-read the controller, fail if deleted or replaced
@@ -527,4 +688,5 @@ __all__ = ["ControllerExpectations", "UIDTrackingControllerExpectations",
            "ControllerRefManager", "PodControl", "slow_start_batch", "pods_to_delete",
            "is_pod_active", "filter_active_pods", "is_pod_ready", "is_pod_available",
            "pod_from_template", "new_controller_ref", "recheck_deletion_timestamp", "pod_key",
-           "now_rfc3339", "SLOW_START_INITIAL_BATCH_SIZE"]
+           "now_rfc3339", "SLOW_START_INITIAL_BATCH_SIZE", "resolve_controller_ref",
+           "controllers_selecting", "ControllerEventHandlers", "DependentEventHandlers"]

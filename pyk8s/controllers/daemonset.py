@@ -35,21 +35,23 @@ import asyncio
 import copy
 import logging
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from pyk8s.api.selectors import LabelSelector, label_selector_from_dict
 from pyk8s.client.events import NORMAL, WARNING, EventRecorder
-from pyk8s.client.informer import SharedInformerFactory, controller_ref, object_key, split_key
+from pyk8s.client.informer import EventHandlerFuncs, SharedInformerFactory, object_key
 from pyk8s.client.rest import AlreadyExists, ApiError, NotFound, resource_path
 from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.controllers import daemonset_util as du
 from pyk8s.controllers.controller_utils import (NAMESPACE_TERMINATING_CAUSE,
                                                 SLOW_START_INITIAL_BATCH_SIZE,
-                                                ControllerRefManager, PodControl,
+                                                ControllerEventHandlers, ControllerRefManager,
+                                                DependentEventHandlers, PodControl,
                                                 UIDTrackingControllerExpectations,
-                                                is_pod_available, is_pod_ready,
-                                                new_controller_ref, pod_key,
-                                                recheck_deletion_timestamp)
+                                                controllers_selecting, is_pod_available,
+                                                is_pod_ready, new_controller_ref, pod_key,
+                                                recheck_deletion_timestamp,
+                                                resolve_controller_ref)
 from pyk8s.controllers.deployment_util import compute_hash
 from pyk8s.controllers.history import (History, canonical_json, revision_dependent_path,
                                        revision_number, revisions_path, sort_revisions,
@@ -95,12 +97,6 @@ def _phase(pod: Obj) -> str:
     return str((pod.get("status") or {}).get("phase") or "")
 
 
-class _Handlers:
-    def __init__(self, on_add: Callable[[Obj], None], on_update: Callable[[Obj, Obj], None],
-                 on_delete: Callable[[Obj], None]) -> None:
-        self.on_add, self.on_update, self.on_delete = on_add, on_update, on_delete
-
-
 def _node_in_same_condition(old: Obj, cur: Obj) -> bool:
     def true_types(n: Obj) -> set[str]:
         return {str(c.get("type")) for c in (n.get("status") or {}).get("conditions") or []
@@ -139,12 +135,29 @@ class DaemonSetsController:
         self.history_informer = factory.informer("apps", "v1", "controllerrevisions")
         self.pod_informer = factory.pods()
         self.node_informer = factory.nodes()
-        self._handlers = [
-            (self.ds_informer, _Handlers(self.add_ds, self.update_ds, self.delete_ds)),
-            (self.history_informer, _Handlers(self.add_history, self.update_history,
-                                              self.delete_history)),
-            (self.pod_informer, _Handlers(self.add_pod, self.update_pod, self.delete_pod)),
-            (self.node_informer, _Handlers(self.add_node, self.update_node, self.delete_node)),
+        ds_events = ControllerEventHandlers(self.enqueue, self.forget_ds)
+        self.add_ds = ds_events.on_add
+        self.update_ds = ds_events.on_update
+        self.delete_ds = ds_events.on_delete
+        history_events = DependentEventHandlers(
+            self.resolve_controller_ref, self.daemon_sets_for, self.enqueue,
+            update_deleting=False)
+        self.add_history = history_events.on_add
+        self.update_history = history_events.on_update
+        self.delete_history = history_events.on_delete
+        pod_events = DependentEventHandlers(
+            self.resolve_controller_ref, self.daemon_sets_for, self.enqueue,
+            expectations=self.expectations, enqueue_after=self.enqueue_after,
+            min_ready_extra=1.0)
+        self.add_pod = pod_events.on_add
+        self.update_pod = pod_events.on_update
+        self.delete_pod = pod_events.on_delete
+        self._handlers: list[tuple[Any, Any]] = [
+            (self.ds_informer, ds_events),
+            (self.history_informer, history_events),
+            (self.pod_informer, pod_events),
+            (self.node_informer, EventHandlerFuncs(self.add_node, self.update_node,
+                                                   self.delete_node)),
         ]
         for inf, h in self._handlers:
             inf.add_event_handler(h)
@@ -172,132 +185,15 @@ class DaemonSetsController:
     def enqueue_after(self, ds: Obj, delay: float) -> None:
         self.queue.add_after(object_key(ds), delay)
 
-    def add_ds(self, ds: Obj) -> None:
-        self.enqueue(ds)
-
-    def update_ds(self, old: Obj, cur: Obj) -> None:
-        if _md(old).get("uid") != _md(cur).get("uid"):
-            self.delete_ds(old)
-        self.enqueue(cur)
-
-    def delete_ds(self, ds: Obj) -> None:
-        key = object_key(ds)
-        self.expectations.delete_expectations(key)
-        self.queue.add(key)
+    def forget_ds(self, ds: Obj) -> None:
+        self.expectations.delete_expectations(object_key(ds))
 
     def resolve_controller_ref(self, namespace: str, ref: Obj) -> Obj | None:
-        if ref.get("kind") != KIND:
-            return None
-        ds = self.ds_informer.store.get_by_name(namespace, str(ref.get("name")))
-        if ds is None or _md(ds).get("uid") != ref.get("uid"):
-            return None
-        return ds
+        return resolve_controller_ref(self.ds_informer.store, namespace, ref, KIND)
 
     def daemon_sets_for(self, obj: Obj) -> list[Obj]:
         """DaemonSets in the object's namespace whose selector matches its labels."""
-        labels = _md(obj).get("labels") or {}
-        if not labels:
-            return []
-        out = []
-        for ds in self.ds_informer.store.list_namespace(str(_md(obj).get("namespace") or "")):
-            try:
-                sel = _selector(ds)
-            except ValueError:
-                continue
-            if not sel.empty and sel.matches(labels):
-                out.append(ds)
-        return out
-
-    def add_history(self, h: Obj) -> None:
-        if _md(h).get("deletionTimestamp"):
-            self.delete_history(h)
-            return
-        ref = controller_ref(h)
-        if ref is not None:
-            ds = self.resolve_controller_ref(str(_md(h).get("namespace") or ""), ref)
-            if ds is not None:
-                self.enqueue(ds)
-            return
-        for ds in self.daemon_sets_for(h):
-            self.enqueue(ds)
-
-    def update_history(self, old: Obj, cur: Obj) -> None:
-        if _md(old).get("resourceVersion") == _md(cur).get("resourceVersion"):
-            return
-        ns = str(_md(cur).get("namespace") or "")
-        cur_ref, old_ref = controller_ref(cur), controller_ref(old)
-        if cur_ref != old_ref and old_ref is not None:
-            ds = self.resolve_controller_ref(ns, old_ref)
-            if ds is not None:
-                self.enqueue(ds)
-        if cur_ref is not None:
-            ds = self.resolve_controller_ref(ns, cur_ref)
-            if ds is not None:
-                self.enqueue(ds)
-            return
-        if _md(old).get("labels") != _md(cur).get("labels") or cur_ref != old_ref:
-            for ds in self.daemon_sets_for(cur):
-                self.enqueue(ds)
-
-    def delete_history(self, h: Obj) -> None:
-        ref = controller_ref(h)
-        if ref is None:
-            return
-        ds = self.resolve_controller_ref(str(_md(h).get("namespace") or ""), ref)
-        if ds is not None:
-            self.enqueue(ds)
-
-    def add_pod(self, pod: Obj) -> None:
-        if _md(pod).get("deletionTimestamp"):
-            self.delete_pod(pod)
-            return
-        ref = controller_ref(pod)
-        if ref is not None:
-            ds = self.resolve_controller_ref(str(_md(pod).get("namespace") or ""), ref)
-            if ds is None:
-                return
-            key = object_key(ds)
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-            return
-        for ds in self.daemon_sets_for(pod):
-            self.enqueue(ds)
-
-    def update_pod(self, old: Obj, cur: Obj) -> None:
-        if _md(old).get("resourceVersion") == _md(cur).get("resourceVersion"):
-            return
-        if _md(cur).get("deletionTimestamp"):
-            self.delete_pod(cur)
-            return
-        ns = str(_md(cur).get("namespace") or "")
-        cur_ref, old_ref = controller_ref(cur), controller_ref(old)
-        if cur_ref != old_ref and old_ref is not None:
-            ds = self.resolve_controller_ref(ns, old_ref)
-            if ds is not None:
-                self.enqueue(ds)
-        if cur_ref is not None:
-            ds = self.resolve_controller_ref(ns, cur_ref)
-            if ds is None:
-                return
-            self.enqueue(ds)
-            min_ready = int(_spec(ds).get("minReadySeconds") or 0)
-            if not is_pod_ready(old) and is_pod_ready(cur) and min_ready > 0:
-                self.enqueue_after(ds, min_ready + 1.0)
-            return
-        if _md(old).get("labels") != _md(cur).get("labels") or cur_ref != old_ref:
-            for ds in self.daemon_sets_for(cur):
-                self.enqueue(ds)
-
-    def delete_pod(self, pod: Obj) -> None:
-        ref = controller_ref(pod)
-        if ref is None:
-            return
-        ds = self.resolve_controller_ref(str(_md(pod).get("namespace") or ""), ref)
-        if ds is None:
-            return
-        key = object_key(ds)
-        self.expectations.deletion_observed(key, pod_key(pod))
-        self.queue.add(key)
+        return controllers_selecting(self.ds_informer.store, obj, _selector)
 
     def add_node(self, node: Obj) -> None:
         for ds in self.ds_informer.store.list():
@@ -317,15 +213,20 @@ class DaemonSetsController:
             self.enqueue(ds)
 
     # -- pods per node --------------------------------------------------------------------
-    async def get_daemon_pods(self, ds: Obj) -> list[Obj]:
+    def ref_manager(self, ds: Obj, **kw: Any) -> ControllerRefManager:
+        """Claims `ds`'s dependents; before adopting one, `ds` is read again (upstream's
+        RecheckDeletionTimestamp)."""
         md = _md(ds)
         ns, name, uid = str(md.get("namespace") or ""), str(md.get("name")), str(md.get("uid"))
 
         async def fresh() -> Obj:
             return await self.client.get(ds_path(ns, name))
-        manager = ControllerRefManager(self.client, ds, API_VERSION, KIND, _selector(ds),
-                                       recheck_deletion_timestamp(fresh, uid))
-        return await manager.claim(self.pod_informer.store.list_namespace(ns))
+        return ControllerRefManager(self.client, ds, API_VERSION, KIND, _selector(ds),
+                                    recheck_deletion_timestamp(fresh, uid), **kw)
+
+    async def get_daemon_pods(self, ds: Obj) -> list[Obj]:
+        ns = str(_md(ds).get("namespace") or "")
+        return await self.ref_manager(ds).claim(self.pod_informer.store.list_namespace(ns))
 
     async def nodes_to_daemon_pods(self, ds: Obj) -> dict[str, list[Obj]]:
         out: dict[str, list[Obj]] = {}
@@ -382,14 +283,8 @@ class DaemonSetsController:
 
     # -- history --------------------------------------------------------------------------
     async def controlled_histories(self, ds: Obj) -> list[Obj]:
-        md = _md(ds)
-        ns, name, uid = str(md.get("namespace") or ""), str(md.get("name")), str(md.get("uid"))
-
-        async def fresh() -> Obj:
-            return await self.client.get(ds_path(ns, name))
-        manager = ControllerRefManager(self.client, ds, API_VERSION, KIND, _selector(ds),
-                                       recheck_deletion_timestamp(fresh, uid),
-                                       dependent_path=revision_dependent_path)
+        ns = str(_md(ds).get("namespace") or "")
+        manager = self.ref_manager(ds, dependent_path=revision_dependent_path)
         return await manager.claim(self.history_informer.store.list_namespace(ns))
 
     async def construct_history(self, ds: Obj) -> tuple[Obj, list[Obj]]:

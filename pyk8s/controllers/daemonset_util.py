@@ -25,7 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from pyk8s.api import scheduling
 from pyk8s.api.meta import parse_time
+from pyk8s.api.scheduling import OBJECT_NAME_FIELD, find_untolerated_taint
 from pyk8s.controllers.deployment_util import scaled_value_from_int_or_percent
 
 Obj = dict[str, Any]
@@ -33,7 +35,6 @@ Obj = dict[str, Any]
 DEFAULT_DAEMONSET_UNIQUE_LABEL_KEY = "controller-revision-hash"
 TEMPLATE_GENERATION_LABEL = "pod-template-generation"
 TEMPLATE_GENERATION_ANNOTATION = "deprecated.daemonset.template.generation"
-OBJECT_NAME_FIELD = "metadata.name"
 
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
 TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -53,6 +54,13 @@ def _md(obj: Obj) -> Obj:
 
 def _spec(obj: Obj) -> Obj:
     return obj.get("spec") or {}
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
 
 
 # -- tolerations --------------------------------------------------------------------------------
@@ -90,83 +98,19 @@ def add_daemon_pod_tolerations(spec: Obj) -> None:
         add_or_update_toleration(spec, t)
 
 
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """Toleration.ToleratesTaint."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    return op == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
 def has_untolerated_taint(taints: list[Obj], tolerations: list[Obj],
                           effects: tuple[str, ...]) -> bool:
     """FindMatchingUntoleratedTaint restricted to `effects`."""
-    return any(t.get("effect") in effects and not any(tolerates(x, t) for x in tolerations)
-               for t in taints)
+    return find_untolerated_taint(taints, tolerations, effects) is not None
 
 
 # -- node affinity ------------------------------------------------------------------------------
-def _int(v: Any) -> int | None:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _match_requirement(req: Obj, values_by_key: Obj) -> bool:
-    key, op = req.get("key"), req.get("operator")
-    values = req.get("values") or []
-    has = key in values_by_key
-    v = values_by_key.get(key)
-    if op == "In":
-        return has and v in values
-    if op == "NotIn":
-        return not has or v not in values
-    if op == "Exists":
-        return has
-    if op == "DoesNotExist":
-        return not has
-    if op in ("Gt", "Lt"):
-        if not has or len(values) != 1:
-            return False
-        a, b = _int(v), _int(values[0])
-        if a is None or b is None:
-            return False
-        return a > b if op == "Gt" else a < b
-    return False
-
-
-def _match_term(term: Obj, node: Obj) -> bool:
-    exprs = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not exprs and not fields:
-        return False
-    labels = _md(node).get("labels") or {}
-    if not all(_match_requirement(e, labels) for e in exprs):
-        return False
-    name_fields = {OBJECT_NAME_FIELD: _md(node).get("name")}
-    return all(f.get("key") == OBJECT_NAME_FIELD and _match_requirement(f, name_fields)
-               for f in fields)
-
-
 def required_node_affinity_matches(pod_spec: Obj, node: Obj) -> bool:
     """nodeaffinity.GetRequiredNodeAffinity(pod).Match(node): nodeSelector and the
     required terms (ORed)."""
-    labels = _md(node).get("labels") or {}
-    for k, v in (pod_spec.get("nodeSelector") or {}).items():
-        if labels.get(k) != v:
-            return False
-    na = (pod_spec.get("affinity") or {}).get("nodeAffinity") or {}
-    req = na.get("requiredDuringSchedulingIgnoredDuringExecution")
-    if req is None:
-        return True
-    return any(_match_term(t, node) for t in req.get("nodeSelectorTerms") or [])
+    md = _md(node)
+    return scheduling.required_node_affinity_matches(
+        pod_spec, md.get("labels") or {}, md.get("name"), name_field_only=True)
 
 
 def replace_node_name_affinity(affinity: Obj | None, node_name: str) -> Obj:

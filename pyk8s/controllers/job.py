@@ -52,12 +52,12 @@ from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.controllers import job_util as ju
 from pyk8s.controllers.controller_utils import (NAMESPACE_TERMINATING_CAUSE,
                                                 SLOW_START_INITIAL_BATCH_SIZE,
-                                                ControllerRefManager, PodControl,
-                                                UIDTrackingControllerExpectations,
+                                                ControllerEventHandlers, ControllerRefManager,
+                                                PodControl, UIDTrackingControllerExpectations,
                                                 filter_active_pods, is_pod_ready,
-                                                new_controller_ref, pod_from_template, pod_key,
+                                                new_controller_ref, pod_key,
                                                 pods_to_delete, recheck_deletion_timestamp,
-                                                slow_start_batch)
+                                                resolve_controller_ref, slow_start_batch)
 
 log = logging.getLogger("pyk8s.controllers.job")
 
@@ -168,7 +168,9 @@ class JobController:
         self.job_informer = factory.informer("batch", "v1", "jobs")
         self.pod_informer = factory.pods(indexers={CONTROLLER_UID_INDEX:
                                                    index_by_controller_uid})
-        self._job_handler = EventHandlerFuncs(self.enqueue, self.update_job, self.delete_job)
+        self._job_handler = ControllerEventHandlers(self.enqueue, self.forget_job)
+        self.update_job = self._job_handler.on_update
+        self.delete_job = self._job_handler.on_delete
         self._pod_handler = EventHandlerFuncs(self.add_pod, self.update_pod, self.delete_pod)
         self.job_informer.add_event_handler(self._job_handler)
         self.pod_informer.add_event_handler(self._pod_handler)
@@ -193,30 +195,20 @@ class JobController:
     def enqueue(self, job: Obj) -> None:
         self.queue.add(object_key(job))
 
-    def update_job(self, old: Obj, cur: Obj) -> None:
-        if _md(old).get("uid") != _md(cur).get("uid"):
-            self.delete_job(old)
-        self.enqueue(cur)
-
-    def delete_job(self, job: Obj) -> None:
+    def forget_job(self, job: Obj) -> None:
+        """A deleted Job: its expectations and backoff go; its pods that still carry the
+        tracking finalizer are queued for its removal."""
         key = object_key(job)
         self.expectations.delete_expectations(key)
         self.finalizer_expectations.delete(key)
         self.backoffs.pop(key, None)
-        self.queue.add(key)
         uid = str(_md(job).get("uid"))
         for pod in self.pod_informer.store.by_index(CONTROLLER_UID_INDEX, uid):
             if ju.has_tracking_finalizer(pod):
                 self.orphan_queue.add(pod_key(pod))
 
     def resolve(self, namespace: str, ref: Obj | None) -> Obj | None:
-        if ref is None or ref.get("kind") != KIND or \
-                str(ref.get("apiVersion", "")).split("/")[0] != "batch":
-            return None
-        job = self.job_informer.store.get_by_name(namespace, str(ref.get("name")))
-        if job is None or _md(job).get("uid") != ref.get("uid"):
-            return None
-        return job
+        return resolve_controller_ref(self.job_informer.store, namespace, ref, KIND, "batch")
 
     def _owner_or_orphan(self, pod: Obj) -> Obj | None:
         """The pod's live, unfinished Job; otherwise queue the pod for finalizer removal."""
@@ -575,18 +567,9 @@ class JobController:
 
     async def create_pod(self, job: Obj, index: int | None) -> Obj:
         ns, name = _md(job).get("namespace") or "", str(_md(job).get("name"))
-        pod = pod_from_template(self.pod_template(job, index), job,
-                                new_controller_ref(job, API_VERSION, KIND))
-        pod["metadata"]["generateName"] = f"{name}-{index}-" if index is not None else f"{name}-"
-        try:
-            created: Obj = await self.client.create(f"/api/v1/namespaces/{ns}/pods", pod)
-        except ApiError as e:
-            if not e.has_cause(NAMESPACE_TERMINATING_CAUSE):
-                self.recorder.event(job, WARNING, "FailedCreate", f"Error creating: {e.message}")
-            raise
-        self.recorder.event(job, NORMAL, "SuccessfulCreate",
-                            f"Created pod: {_md(created).get('name')}")
-        return created
+        return await self.pod_control.create_pods(
+            ns, self.pod_template(job, index), job, new_controller_ref(job, API_VERSION, KIND),
+            generate_name=f"{name}-{index}-" if index is not None else f"{name}-")
 
     async def delete_job_pods(self, key: str, job: Obj, pods: list[Obj]) -> int:
         """Remove the finalizer, then delete (upstream's deleteJobPods): such pods are not

@@ -45,7 +45,7 @@ ALL_CONTROLLERS = ("garbagecollector", "namespace", "replicaset", "replicationco
                    "serviceaccount", "podgc", "deployment", "endpoint", "endpointslice",
                    "resourcequota", "nodelifecycle", "nodeipam",
                    "job", "cronjob", "ttl-after-finished",
-                   "disruption", "daemonset", "statefulset")
+                   "disruption", "daemonset", "statefulset", "persistentvolume-binder")
 
 
 @dataclass
@@ -87,6 +87,8 @@ class ControllerManagerOptions:
     concurrent_job_syncs: int = 5                   # --concurrent-job-syncs
     concurrent_cron_job_syncs: int = 5              # --concurrent-cron-job-syncs
     concurrent_ttl_after_finished_syncs: int = 5    # --concurrent-ttl-after-finished-syncs
+    # The local-path provisioner's directory (--local-path-dir; `up`: <data-dir>/storage).
+    local_path_dir: str = "/var/lib/pyk8s/storage"
     # Test hooks without flags, from the environment: the Job controller's pod re-creation
     # backoff base (upstream: 10 s) and a shift of the CronJob controller's clock (s).
     job_backoff_base: float = field(default_factory=lambda: _env_float(
@@ -208,6 +210,11 @@ async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None
     if o.enabled("ttl-after-finished"):
         makers["ttl-after-finished"] = lambda: TTLAfterFinishedController(
             client, factory, workers=o.concurrent_ttl_after_finished_syncs).run()
+    if o.enabled("persistentvolume-binder"):
+        from pyk8s.controllers.persistentvolume import PersistentVolumeController
+        makers["persistentvolume-binder"] = lambda: PersistentVolumeController(
+            client, factory, broadcaster.new_recorder("persistentvolume-controller"),
+            local_path_dir=o.local_path_dir).run()
     loop = asyncio.get_running_loop()
     broadcaster.start()
     # Controllers register their informers when constructed, i.e. when their task first

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from pyk8s.api.scheduling import toleration_tolerates_taint
 from pyk8s.client.informer import SharedInformerFactory, handler_funcs, object_key
 from pyk8s.client.rest import ApiError, Conflict, NotFound
 from pyk8s.client.workqueue import TokenBucket
@@ -97,28 +98,12 @@ def ready_status(node: Obj) -> str | None:
 
 
 # -- tolerations (upstream's v1helper / tainteviction helpers) ------------------------------
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """`Toleration.ToleratesTaint`."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
 def get_matching_tolerations(taints: list[Obj], tolerations: list[Obj]
                              ) -> tuple[bool, list[Obj]]:
     """Whether every taint is tolerated, and the tolerations used."""
     used: list[Obj] = []
     for taint in taints:
-        matched = [t for t in tolerations if tolerates(t, taint)]
+        matched = [t for t in tolerations if toleration_tolerates_taint(t, taint)]
         if not matched:
             return False, []
         used.extend(t for t in matched if t not in used)

@@ -33,12 +33,14 @@ from pyk8s.client.rest import ApiError, NotFound, resource_path
 from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.controllers.controller_utils import (NAMESPACE_TERMINATING_CAUSE,
                                                 SLOW_START_INITIAL_BATCH_SIZE,
-                                                ControllerRefManager, PodControl,
+                                                ControllerEventHandlers, ControllerRefManager,
+                                                DependentEventHandlers, PodControl,
                                                 UIDTrackingControllerExpectations,
-                                                filter_active_pods, is_pod_available,
-                                                is_pod_ready, new_controller_ref, pod_key,
-                                                pods_to_delete, recheck_deletion_timestamp,
-                                                slow_start_batch)
+                                                controllers_selecting, filter_active_pods,
+                                                is_pod_available, is_pod_ready,
+                                                new_controller_ref, pod_key, pods_to_delete,
+                                                recheck_deletion_timestamp,
+                                                resolve_controller_ref, slow_start_batch)
 
 log = logging.getLogger("pyk8s.controllers.replicaset")
 
@@ -182,8 +184,17 @@ class ReplicaSetController:
                                                       index_by_controller_uid})
         self.pod_informer = factory.pods(indexers={CONTROLLER_UID_INDEX:
                                                    index_by_controller_uid})
-        self._rs_handler = _Handlers(self.add_rs, self.update_rs, self.delete_rs)
-        self._pod_handler = _Handlers(self.add_pod, self.update_pod, self.delete_pod)
+        self._rs_handler = ControllerEventHandlers(self.enqueue, self.forget_rs)
+        self.add_rs = self._rs_handler.on_add
+        self.update_rs = self._rs_handler.on_update
+        self.delete_rs = self._rs_handler.on_delete
+        self._pod_handler = DependentEventHandlers(
+            self.resolve_controller_ref, self.get_pod_owners, self.enqueue,
+            expectations=self.expectations, relabelled_deleting_old=True,
+            enqueue_after=self.enqueue_after, min_ready_extra=1.0)
+        self.add_pod = self._pod_handler.on_add
+        self.update_pod = self._pod_handler.on_update
+        self.delete_pod = self._pod_handler.on_delete
         self.rs_informer.add_event_handler(self._rs_handler)
         self.pod_informer.add_event_handler(self._pod_handler)
 
@@ -205,103 +216,19 @@ class ReplicaSetController:
     def enqueue_after(self, rs: Obj, delay: float) -> None:
         self.queue.add_after(object_key(rs), delay)
 
-    def add_rs(self, rs: Obj) -> None:
-        self.enqueue(rs)
-
-    def update_rs(self, old: Obj, cur: Obj) -> None:
-        if _md(old).get("uid") != _md(cur).get("uid"):
-            self.delete_rs(old)
-        self.enqueue(cur)
-
-    def delete_rs(self, rs: Obj) -> None:
-        key = object_key(rs)
-        self.expectations.delete_expectations(key)
-        self.queue.add(key)
+    def forget_rs(self, rs: Obj) -> None:
+        self.expectations.delete_expectations(object_key(rs))
 
     def resolve_controller_ref(self, namespace: str, ref: Obj) -> Obj | None:
-        if ref.get("kind") != self.kind.kind:
-            return None
-        rs = self.rs_informer.store.get_by_name(namespace, str(ref.get("name")))
-        if rs is None or _md(rs).get("uid") != ref.get("uid"):
-            return None
-        return rs
+        return resolve_controller_ref(self.rs_informer.store, namespace, ref, self.kind.kind)
 
     def get_pod_owners(self, pod: Obj) -> list[Obj]:
         """Workloads in the pod's namespace whose (non-empty) selector matches it."""
-        ns = _md(pod).get("namespace") or ""
-        labels = _md(pod).get("labels") or {}
-        if not labels:
-            return []
-        out = []
-        for rs in self.rs_informer.store.list_namespace(ns):
-            try:
-                sel = self.kind.selector(rs)
-            except ValueError:
-                continue
-            if not sel.empty and sel.matches(labels):
-                out.append(rs)
+        out = controllers_selecting(self.rs_informer.store, pod, self.kind.selector)
         if len(out) > 1:
             log.info("%s: pod %s matches %d controllers", self.kind.component, pod_key(pod),
                      len(out))
         return out
-
-    def add_pod(self, pod: Obj) -> None:
-        md = _md(pod)
-        if md.get("deletionTimestamp"):
-            self.delete_pod(pod)
-            return
-        ref = controller_ref(pod)
-        if ref is not None:
-            rs = self.resolve_controller_ref(md.get("namespace") or "", ref)
-            if rs is None:
-                return
-            key = object_key(rs)
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-            return
-        for rs in self.get_pod_owners(pod):
-            self.enqueue(rs)
-
-    def update_pod(self, old: Obj, cur: Obj) -> None:
-        omd, cmd = _md(old), _md(cur)
-        if omd.get("resourceVersion") == cmd.get("resourceVersion"):
-            return  # a resync
-        label_changed = omd.get("labels") != cmd.get("labels")
-        if cmd.get("deletionTimestamp"):
-            self.delete_pod(cur)
-            if label_changed:
-                self.delete_pod(old)
-            return
-        cur_ref, old_ref = controller_ref(cur), controller_ref(old)
-        ref_changed = cur_ref != old_ref
-        ns = cmd.get("namespace") or ""
-        if ref_changed and old_ref is not None:
-            rs = self.resolve_controller_ref(ns, old_ref)
-            if rs is not None:
-                self.enqueue(rs)
-        if cur_ref is not None:
-            rs = self.resolve_controller_ref(ns, cur_ref)
-            if rs is None:
-                return
-            self.enqueue(rs)
-            min_ready = int(_spec(rs).get("minReadySeconds") or 0)
-            if not is_pod_ready(old) and is_pod_ready(cur) and min_ready > 0:
-                self.enqueue_after(rs, min_ready + 1.0)
-            return
-        if label_changed or ref_changed:
-            for rs in self.get_pod_owners(cur):
-                self.enqueue(rs)
-
-    def delete_pod(self, pod: Obj) -> None:
-        ref = controller_ref(pod)
-        if ref is None:
-            return
-        rs = self.resolve_controller_ref(_md(pod).get("namespace") or "", ref)
-        if rs is None:
-            return
-        key = object_key(rs)
-        self.expectations.deletion_observed(key, pod_key(pod))
-        self.queue.add(key)
 
     # -- sync -----------------------------------------------------------------------------
     async def sync(self, key: str) -> None:
@@ -446,14 +373,6 @@ class ReplicaSetController:
                 cur = await self.client.get(self.kind.path(md.get("namespace") or "",
                                                            str(md.get("name"))))
         raise AssertionError("unreachable")
-
-
-class _Handlers:
-    def __init__(self, on_add: Callable[[Obj], None], on_update: Callable[[Obj, Obj], None],
-                 on_delete: Callable[[Obj], None]) -> None:
-        self.on_add = on_add
-        self.on_update = on_update
-        self.on_delete = on_delete
 
 
 def replication_controller(client: Any, factory: SharedInformerFactory,

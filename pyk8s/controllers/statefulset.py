@@ -21,11 +21,14 @@ from typing import Any, Callable
 
 from pyk8s.api.selectors import LabelSelector, label_selector_from_dict
 from pyk8s.client.events import EventRecorder
-from pyk8s.client.informer import SharedInformerFactory, controller_ref, object_key
+from pyk8s.client.informer import (EventHandlerFuncs, SharedInformerFactory, controller_ref,
+                                   object_key)
 from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.controllers import statefulset_util as su
-from pyk8s.controllers.controller_utils import (ControllerRefManager, is_pod_ready,
-                                                recheck_deletion_timestamp)
+from pyk8s.controllers.controller_utils import (ControllerRefManager, DependentEventHandlers,
+                                                controllers_selecting,
+                                                recheck_deletion_timestamp,
+                                                resolve_controller_ref)
 from pyk8s.controllers.history import History, owned_revisions
 from pyk8s.controllers.statefulset_control import (StatefulPodControl, StatefulSetControl,
                                                    sts_path)
@@ -49,12 +52,6 @@ def _selector(s: Obj) -> LabelSelector:
     return label_selector_from_dict(_spec(s).get("selector"))
 
 
-class _Handlers:
-    def __init__(self, on_add: Callable[[Obj], None], on_update: Callable[[Obj, Obj], None],
-                 on_delete: Callable[[Obj], None]) -> None:
-        self.on_add, self.on_update, self.on_delete = on_add, on_update, on_delete
-
-
 class StatefulSetController:
     def __init__(self, client: Any, factory: SharedInformerFactory, recorder: EventRecorder,
                  *, workers: int = 5) -> None:
@@ -70,9 +67,16 @@ class StatefulSetController:
         self.pod_control = StatefulPodControl(client, recorder, self.pvc_informer)
         self.control = StatefulSetControl(client, self.pod_control, recorder,
                                           self.revision_informer)
-        self._handlers = [
-            (self.set_informer, _Handlers(self.add_set, self.update_set, self.enqueue)),
-            (self.pod_informer, _Handlers(self.add_pod, self.update_pod, self.delete_pod)),
+        # No expectations, and a pod being deleted is not special on update (upstream).
+        pod_events = DependentEventHandlers(
+            self.resolve_controller_ref, self.sets_for_pod, self.enqueue,
+            update_deleting=False, enqueue_after=self.enqueue_after)
+        self.add_pod = pod_events.on_add
+        self.update_pod = pod_events.on_update
+        self.delete_pod = pod_events.on_delete
+        self._handlers: list[tuple[Any, Any]] = [
+            (self.set_informer, EventHandlerFuncs(self.add_set, self.update_set, self.enqueue)),
+            (self.pod_informer, pod_events),
         ]
         for inf, h in self._handlers:
             inf.add_event_handler(h)
@@ -94,6 +98,9 @@ class StatefulSetController:
     def enqueue(self, s: Obj) -> None:
         self.queue.add(object_key(s))
 
+    def enqueue_after(self, s: Obj, delay: float) -> None:
+        self.queue.add_after(object_key(s), delay)
+
     def add_set(self, s: Obj) -> None:
         self.enqueue(s)
 
@@ -101,69 +108,10 @@ class StatefulSetController:
         self.enqueue(cur)
 
     def resolve_controller_ref(self, namespace: str, ref: Obj) -> Obj | None:
-        if ref.get("kind") != su.KIND:
-            return None
-        s = self.set_informer.store.get_by_name(namespace, str(ref.get("name")))
-        if s is None or _md(s).get("uid") != ref.get("uid"):
-            return None
-        return s
+        return resolve_controller_ref(self.set_informer.store, namespace, ref, su.KIND)
 
     def sets_for_pod(self, pod: Obj) -> list[Obj]:
-        labels = _md(pod).get("labels") or {}
-        if not labels:
-            return []
-        out = []
-        for s in self.set_informer.store.list_namespace(str(_md(pod).get("namespace") or "")):
-            try:
-                sel = _selector(s)
-            except ValueError:
-                continue
-            if not sel.empty and sel.matches(labels):
-                out.append(s)
-        return out
-
-    def add_pod(self, pod: Obj) -> None:
-        if _md(pod).get("deletionTimestamp"):
-            self.delete_pod(pod)
-            return
-        ref = controller_ref(pod)
-        if ref is not None:
-            s = self.resolve_controller_ref(str(_md(pod).get("namespace") or ""), ref)
-            if s is not None:
-                self.enqueue(s)
-            return
-        for s in self.sets_for_pod(pod):
-            self.enqueue(s)
-
-    def update_pod(self, old: Obj, cur: Obj) -> None:
-        if _md(old).get("resourceVersion") == _md(cur).get("resourceVersion"):
-            return
-        ns = str(_md(cur).get("namespace") or "")
-        cur_ref, old_ref = controller_ref(cur), controller_ref(old)
-        if cur_ref != old_ref and old_ref is not None:
-            s = self.resolve_controller_ref(ns, old_ref)
-            if s is not None:
-                self.enqueue(s)
-        if cur_ref is not None:
-            s = self.resolve_controller_ref(ns, cur_ref)
-            if s is None:
-                return
-            self.enqueue(s)
-            min_ready = int(_spec(s).get("minReadySeconds") or 0)
-            if not is_pod_ready(old) and is_pod_ready(cur) and min_ready > 0:
-                self.queue.add_after(object_key(s), float(min_ready))
-            return
-        if _md(old).get("labels") != _md(cur).get("labels") or cur_ref != old_ref:
-            for s in self.sets_for_pod(cur):
-                self.enqueue(s)
-
-    def delete_pod(self, pod: Obj) -> None:
-        ref = controller_ref(pod)
-        if ref is None:
-            return
-        s = self.resolve_controller_ref(str(_md(pod).get("namespace") or ""), ref)
-        if s is not None:
-            self.enqueue(s)
+        return controllers_selecting(self.set_informer.store, pod, _selector)
 
     # -- sync -----------------------------------------------------------------------------
     def list_revisions(self, s: Obj) -> list[Obj]:

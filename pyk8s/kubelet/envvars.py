@@ -216,8 +216,10 @@ async def make_environment(pod: Obj, container: Obj, getter: ObjectGetter,
 
 
 class CachedGetter:
-    """ConfigMaps / Secrets by GET through the kubelet's client, cached for `ttl` seconds
-    (upstream's TTL-based configMapManager). A callable `ObjectGetter`."""
+    """ConfigMaps / Secrets (and, for volumes, PersistentVolumeClaims / PersistentVolumes:
+    kinds "persistentvolumeclaim" / "persistentvolume", namespace "" for the latter) by GET
+    through the kubelet's client, cached for `ttl` seconds (upstream's TTL-based
+    configMapManager). A callable `ObjectGetter`."""
 
     def __init__(self, client: Any, ttl: float = 1.0) -> None:
         self.client, self.ttl = client, ttl
@@ -230,9 +232,12 @@ class CachedGetter:
         now = time.monotonic()
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
-        plural = {"configmap": "configmaps", "secret": "secrets"}[kind]
+        plural = {"configmap": "configmaps", "secret": "secrets",
+                  "persistentvolumeclaim": "persistentvolumeclaims",
+                  "persistentvolume": "persistentvolumes"}[kind]
         try:
-            obj: Obj | None = await self.client.get(resource_path("", "v1", plural, ns, name))
+            obj: Obj | None = await self.client.get(resource_path("", "v1", plural, ns or None,
+                                                                  name))
         except NotFound:
             obj = None
         except Exception as e:   # Forbidden, unreachable: the container waits, retried

@@ -1036,3 +1036,21 @@ def test_wrong_types_do_not_crash(seed: int) -> None:
         v.validate(gvk[0], gvk[2], obj)
         v.validate(gvk[0], gvk[2], obj, old)
         apply_defaults(*gvk, _mutations(copy.deepcopy(VALID[gvk]), rng))
+
+
+def test_statefulset_template_may_mount_its_claim_templates() -> None:
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": "web", "namespace": "default"},
+           "spec": {"serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                        "containers": [{"name": "c", "image": "busybox",
+                                        "volumeMounts": [{"name": "data",
+                                                          "mountPath": "/data"}]}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}}}]}}
+    assert v.validate("apps", "StatefulSet", sts, None) == []
+    sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] = "other"
+    errs = v.validate("apps", "StatefulSet", sts, None)
+    assert [e["field"] for e in errs] == [
+        "spec.template.spec.containers[0].volumeMounts[0].name"]

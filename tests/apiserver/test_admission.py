@@ -269,8 +269,8 @@ async def test_disable_admission_plugins() -> None:
     await s.start()
     try:
         assert [p.name for p in s.admission.plugins] == [
-            "NamespaceLifecycle", "LimitRanger", "MutatingAdmissionWebhook",
-            "ValidatingAdmissionWebhook", "ResourceQuota"]
+            "NamespaceLifecycle", "LimitRanger", "DefaultStorageClass",
+            "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ResourceQuota"]
         obj, _ = await store(s, "", "pods").create("default", pod())
         assert "serviceAccountName" not in obj["spec"] and "tolerations" not in obj["spec"]
     finally:

@@ -13,16 +13,12 @@ from pyk8s.client.fake import FakeClient
 from pyk8s.client.informer import SharedInformerFactory
 from pyk8s.controllers import cronjob_util as cu
 from pyk8s.controllers.cronjob import CronJobController
+from tests.controllers.helpers import T0, record_delays, ts
 
 Obj = dict[str, Any]
 NS = "ns"
 CJ_PATH = f"/apis/batch/v1/namespaces/{NS}/cronjobs"
 JOB_PATH = f"/apis/batch/v1/namespaces/{NS}/jobs"
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
-
-
-def ts(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Harness:
@@ -32,8 +28,7 @@ class Harness:
         self.recorder = FakeRecorder()
         self.ctrl = CronJobController(self.client, SharedInformerFactory(self.client),  # type: ignore[arg-type]
                                       self.recorder, clock=lambda: self.now)
-        self.delays: list[float] = []
-        self.ctrl.queue.add_after = lambda k, d: self.delays.append(d)  # type: ignore[method-assign]
+        self.delays = record_delays(self.ctrl.queue)
 
     def add(self, name: str = "cj", schedule: str = "* * * * *", created: datetime = T0,
             **spec: Any) -> Obj:

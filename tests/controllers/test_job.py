@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,16 +13,12 @@ from pyk8s.client.informer import SharedInformerFactory
 from pyk8s.controllers import job_util as ju
 from pyk8s.controllers.job import JobController
 from pyk8s.controllers.ttlafterfinished import TTLAfterFinishedController
+from tests.controllers.helpers import T0, observe_pods, record_delays, ts
 
 Obj = dict[str, Any]
 NS = "ns"
 JOB_PATH = f"/apis/batch/v1/namespaces/{NS}/jobs"
 POD_PATH = f"/api/v1/namespaces/{NS}/pods"
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
-
-
-def ts(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Harness:
@@ -33,13 +29,7 @@ class Harness:
         self.factory = SharedInformerFactory(self.client)  # type: ignore[arg-type]
         self.ctrl = JobController(self.client, self.factory, self.recorder,
                                   clock=lambda: self.now, **kw)
-        self.delays: list[float] = []
-        orig = self.ctrl.queue.add_after
-
-        def add_after(key: str, delay: float) -> None:
-            self.delays.append(delay)
-        self.ctrl.queue.add_after = add_after  # type: ignore[method-assign]
-        del orig
+        self.delays = record_delays(self.ctrl.queue)
 
     def add_job(self, name: str = "pi", *, selector: bool = True, **spec: Any) -> Obj:
         job: Obj = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
@@ -88,19 +78,7 @@ class Harness:
         return sorted(self.client.stored("", "pods", NS), key=lambda p: p["metadata"]["name"])
 
     def observe_pods(self) -> None:
-        store = self.ctrl.pod_informer.store
-        current = {o["metadata"]["name"]: copy.deepcopy(o) for o in self.client.stored("", "pods", NS)}
-        for key in list(store.keys()):
-            name = key.split("/", 1)[1]
-            if name not in current:
-                old = store.delete(key)
-                self.ctrl.delete_pod(old)  # type: ignore[arg-type]
-        for name, pod in current.items():
-            prev = store.add(pod)
-            if prev is None:
-                self.ctrl.add_pod(pod)
-            elif prev["metadata"]["resourceVersion"] != pod["metadata"]["resourceVersion"]:
-                self.ctrl.update_pod(prev, pod)
+        observe_pods(self.client, self.ctrl, NS, deep_copy=True)
 
     def set_pod(self, name: str, phase: str, exit_code: int | None = None, *,
                 finished: datetime | None = None, **status: Any) -> None:
@@ -472,8 +450,7 @@ async def test_ttl_after_finished_deletes_expired_jobs_in_foreground() -> None:
     now = [T0]
     ctrl = TTLAfterFinishedController(client, SharedInformerFactory(client),  # type: ignore[arg-type]
                                       clock=lambda: now[0])
-    delays: list[float] = []
-    ctrl.queue.add_after = lambda k, d: delays.append(d)  # type: ignore[method-assign]
+    delays = record_delays(ctrl.queue)
     job = client.seed(JOB_PATH, {"apiVersion": "batch/v1", "kind": "Job",
                                  "metadata": {"name": "done"},
                                  "spec": {"ttlSecondsAfterFinished": 100},

@@ -14,6 +14,7 @@ from pyk8s.client.rest import ApiError, Forbidden
 from pyk8s.controllers.controller_utils import pods_to_delete, slow_start_batch
 from pyk8s.controllers.replicaset import (REPLICA_SET, REPLICATION_CONTROLLER,
                                           ReplicaSetController)
+from tests.controllers.helpers import observe_pods
 
 Obj = dict[str, Any]
 NS = "ns"
@@ -84,19 +85,7 @@ class Harness:
 
     def observe_pods(self) -> None:
         """What the pod informer would deliver: the fake's pods, through the handlers."""
-        store = self.ctrl.pod_informer.store
-        current = {o["metadata"]["name"]: o for o in self.client.stored("", "pods", NS)}
-        for key in list(store.keys()):
-            name = key.split("/", 1)[1]
-            if name not in current:
-                old = store.delete(key)
-                self.ctrl.delete_pod(old)  # type: ignore[arg-type]
-        for name, pod in current.items():
-            prev = store.add(pod)
-            if prev is None:
-                self.ctrl.add_pod(pod)
-            elif prev["metadata"]["resourceVersion"] != pod["metadata"]["resourceVersion"]:
-                self.ctrl.update_pod(prev, pod)
+        observe_pods(self.client, self.ctrl, NS)
 
     def refresh_rs(self, name: str = "web") -> Obj:
         obj = self.client.objects[(self.kind.group, self.kind.resource, NS, name)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyk8s.apiserver.admission.chain import Attributes, Chain
+from pyk8s.apiserver.admission.defaultstorageclass import DefaultStorageClass
 from pyk8s.apiserver.admission.defaulttolerationseconds import DefaultTolerationSeconds
 from pyk8s.apiserver.admission.limitranger import LimitRanger
 from pyk8s.apiserver.admission.namespacelifecycle import NamespaceLifecycle
@@ -12,8 +13,9 @@ from pyk8s.apiserver.admission.resourcequota import ResourceQuota
 from pyk8s.apiserver.admission.serviceaccount import ServiceAccount
 from pyk8s.apiserver.admission.webhook import Webhooks
 
-ORDER = ("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "DefaultTolerationSeconds",
-         "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ResourceQuota")
+ORDER = ("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "DefaultStorageClass",
+         "DefaultTolerationSeconds", "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook",
+         "ResourceQuota")
 
 
 def admission_chain(server: Any) -> Chain:
@@ -28,6 +30,7 @@ def admission_chain(server: Any) -> Chain:
         NamespaceLifecycle(server.check_namespace, namespaced),
         LimitRanger(server.list_objects),
         ServiceAccount(),
+        DefaultStorageClass(server.list_objects),
         DefaultTolerationSeconds(),
         Webhooks(server, mutating=True),
         Webhooks(server, mutating=False),

@@ -2,7 +2,9 @@
 <volume>`; emptyDir is a directory there (medium Memory too), hostPath the host's path
 (after its type check), configMap / secret / downwardAPI / projected AtomicWriter
 directories there, rewritten by `refresh` (the kubelet calls it periodically) when their
-sources change. `teardown` removes a pod's directory when the pod is gone."""
+sources change; persistentVolumeClaim the bound PersistentVolume's host directory
+(claims.py), read-only when the claim source says so. `teardown` removes a pod's directory
+when the pod is gone (never a claim's data)."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +17,7 @@ from typing import Any
 
 from pyk8s.kubelet.envvars import ObjectGetter
 from pyk8s.kubelet.volumes.atomic_writer import write_payload
+from pyk8s.kubelet.volumes.claims import claim_host_path
 from pyk8s.kubelet.volumes.sources import TokenGetter, VolumeError, check_host_path, payload
 
 log = logging.getLogger("pyk8s.kubelet.volumes")
@@ -32,6 +35,7 @@ class VolumeManager:
         self.root = Path(root).resolve()
         self.getter, self.tokens, self.allocatable = getter, tokens, allocatable
         self._paths: dict[str, dict[str, str]] = {}    # uid -> volume name -> host path
+        self._read_only: dict[str, set[str]] = {}      # uid -> read-only volume names
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / uid
@@ -56,12 +60,19 @@ class VolumeManager:
         upstream's message) when one cannot be made (a missing ConfigMap, ...)."""
         uid = pod["metadata"]["uid"]
         paths: dict[str, str] = {}
+        read_only: set[str] = set()
+        ns = (pod.get("metadata") or {}).get("namespace") or "default"
         self.stage_dir(uid).mkdir(parents=True, exist_ok=True)
         for vol in (pod.get("spec") or {}).get("volumes") or []:
             name = vol.get("name") or ""
             try:
                 if vol.get("hostPath") is not None:
                     paths[name] = check_host_path(vol["hostPath"])
+                elif vol.get("persistentVolumeClaim") is not None:
+                    paths[name], ro = await claim_host_path(vol["persistentVolumeClaim"], ns,
+                                                            self.getter)
+                    if ro:
+                        read_only.add(name)
                 elif vol.get("emptyDir") is not None:
                     d = self.pod_dir(uid) / name
                     d.mkdir(parents=True, exist_ok=True)
@@ -79,6 +90,7 @@ class VolumeManager:
                 raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : {e}') \
                     from None
         self._paths[uid] = paths
+        self._read_only[uid] = read_only
         return paths
 
     async def refresh(self, pod: Obj, pod_ip: str = "", host_ip: str = "") -> None:
@@ -88,7 +100,8 @@ class VolumeManager:
         if uid not in self._paths:
             return
         for vol in (pod.get("spec") or {}).get("volumes") or []:
-            if vol.get("hostPath") is not None or vol.get("emptyDir") is not None:
+            if vol.get("hostPath") is not None or vol.get("emptyDir") is not None or \
+                    vol.get("persistentVolumeClaim") is not None:
                 continue
             try:
                 await self._write(pod, vol, pod_ip, host_ip)
@@ -99,6 +112,7 @@ class VolumeManager:
         """The container's volumeMounts as (container path, host path, read-only)."""
         uid = pod["metadata"]["uid"]
         paths = self._paths.get(uid) or {}
+        read_only = self._read_only.get(uid) or set()
         out: list[Mount] = []
         for m in container.get("volumeMounts") or []:
             host = paths.get(m.get("name") or "")
@@ -113,7 +127,8 @@ class VolumeManager:
                 host = os.path.join(host, norm)
                 if not os.path.exists(host):
                     os.makedirs(host, mode=0o755, exist_ok=True)
-            out.append((m.get("mountPath") or "", host, bool(m.get("readOnly"))))
+            out.append((m.get("mountPath") or "", host,
+                        bool(m.get("readOnly")) or m.get("name") in read_only))
         return out
 
     def pods(self) -> list[str]:
@@ -121,6 +136,7 @@ class VolumeManager:
 
     def teardown(self, uid: str) -> None:
         self._paths.pop(uid, None)
+        self._read_only.pop(uid, None)
         d = self.pod_dir(uid)
         if d.exists():
             shutil.rmtree(d, ignore_errors=True)

@@ -4,77 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyk8s.api.scheduling import (node_selector_term_matches, required_node_affinity_matches,
+                                  required_node_selector_terms)
 from pyk8s.scheduler.framework import (SKIP_STATUS, CycleState, NodeInfo, Plugin, PodInfo,
                                        Status, default_normalize, unresolvable)
 
 REASON = "node(s) didn't match Pod's node affinity/selector"
 
 
-def _int(v: str) -> int | None:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def match_expression(expr: dict, labels: dict, fields: dict | None = None) -> bool:
-    key, op = expr.get("key"), expr.get("operator")
-    values = expr.get("values") or []
-    src = labels if fields is None else fields
-    has = key in src
-    v = src.get(key)
-    if op == "In":
-        return has and v in values
-    if op == "NotIn":
-        return not has or v not in values
-    if op == "Exists":
-        return has
-    if op == "DoesNotExist":
-        return not has
-    if op in ("Gt", "Lt"):
-        if not has or len(values) != 1:
-            return False
-        a, b = _int(v), _int(values[0])
-        if a is None or b is None:
-            return False
-        return a > b if op == "Gt" else a < b
-    return False
-
-
 def match_term(term: dict, node: NodeInfo) -> bool:
     """A NodeSelectorTerm: all its expressions and fields match (an empty term matches none)."""
-    exprs = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not exprs and not fields:
-        return False
-    for e in exprs:
-        if not match_expression(e, node.labels):
-            return False
-    for f in fields:
-        if not match_expression(f, {}, {"metadata.name": node.name}):
-            return False
-    return True
+    return node_selector_term_matches(term, node.labels, node.name)
 
 
 def required_terms(pod: PodInfo) -> list[dict] | None:
-    na = ((pod.spec.get("affinity") or {}).get("nodeAffinity") or {})
-    req = na.get("requiredDuringSchedulingIgnoredDuringExecution")
-    if req is None:
-        return None
-    return req.get("nodeSelectorTerms") or []
+    return required_node_selector_terms(pod.spec)
 
 
 def pod_matches_node(pod: PodInfo, node: NodeInfo) -> bool:
     """nodeSelector and required node affinity (upstream's GetRequiredNodeAffinity.Match)."""
-    sel = pod.spec.get("nodeSelector")
-    if sel:
-        for k, v in sel.items():
-            if node.labels.get(k) != v:
-                return False
-    terms = required_terms(pod)
-    if terms is not None:
-        return any(match_term(t, node) for t in terms)
-    return True
+    return required_node_affinity_matches(pod.spec, node.labels, node.name)
 
 
 class NodeAffinity(Plugin):

@@ -2,28 +2,12 @@
 Score by the number of intolerable PreferNoSchedule taints (fewer is better)."""
 from __future__ import annotations
 
+from pyk8s.api.scheduling import find_untolerated_taint, tolerations_tolerate_taint
 from pyk8s.scheduler.framework import (SKIP_STATUS, CycleState, NodeInfo, Plugin, PodInfo, Status,
                                        default_normalize, unresolvable)
 
 
-def tolerates(toleration: dict, taint: dict) -> bool:
-    """Upstream's Toleration.ToleratesTaint."""
-    eff = toleration.get("effect") or ""
-    if eff and eff != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def tolerated(tolerations: list[dict], taint: dict) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
+tolerated = tolerations_tolerate_taint  # the kubelet's admission uses it
 
 
 def taint_string(taint: dict) -> str:
@@ -46,11 +30,9 @@ class TaintToleration(Plugin):
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         if not node.taints:
             return None
-        for taint in node.taints:
-            if taint.get("effect") in ("NoSchedule", "NoExecute") and \
-                    not tolerated(pod.tolerations, taint):
-                return unresolvable(
-                    f"node(s) had untolerated taint {taint_string(taint)}", self.name)
+        taint = find_untolerated_taint(node.taints, pod.tolerations, ("NoSchedule", "NoExecute"))
+        if taint is not None:
+            return unresolvable(f"node(s) had untolerated taint {taint_string(taint)}", self.name)
         return None
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> bool:
