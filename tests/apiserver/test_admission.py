@@ -1,7 +1,7 @@
 """The admission chain through the store: built-in plugins, order, dry run, quota."""
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -13,16 +13,6 @@ from pyk8s.registry.store import DeleteOptions
 from pyk8s.storage.memory import MemoryStorage
 
 Obj = dict[str, Any]
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    s = APIServer(MemoryStorage(), ServerConfig(compaction_interval=0))
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
 
 
 def store(s: APIServer, group: str, plural: str, version: str = "v1") -> Any:

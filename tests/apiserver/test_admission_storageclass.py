@@ -1,26 +1,13 @@
 """DefaultStorageClass admission: PVCs without a class get the default one."""
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
-
-import pytest
+from typing import Any
 
 from pyk8s.apiserver.admission.defaultstorageclass import default_class
-from pyk8s.apiserver.app import APIServer, ServerConfig
-from pyk8s.storage.memory import MemoryStorage
+from pyk8s.apiserver.app import APIServer
 
 Obj = dict[str, Any]
 DEFAULT = {"storageclass.kubernetes.io/is-default-class": "true"}
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    s = APIServer(MemoryStorage(), ServerConfig(compaction_interval=0))
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
 
 
 def store(s: APIServer, group: str, plural: str) -> Any:

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
 from pyk8s.api import errors
 from pyk8s.apiserver import eviction as ev
-from pyk8s.apiserver.app import APIServer, ServerConfig
+from pyk8s.apiserver.app import APIServer
 from pyk8s.registry.store import DeleteOptions
-from pyk8s.storage.memory import MemoryStorage
 
 Obj = dict[str, Any]
 NS = "default"
@@ -122,14 +121,6 @@ def test_disruption_target_condition() -> None:
 
 
 # -- against the stores -------------------------------------------------------------------
-@pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    s = APIServer(MemoryStorage(), ServerConfig(compaction_interval=0))
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
 
 
 def stores(s: APIServer) -> tuple[Any, Any]:
