@@ -141,6 +141,12 @@ class TooManyRequests(ApiError):
 class InternalError(ApiError):
     code, reason = 500, "InternalError"
 
+    @classmethod
+    def of(cls, message: str) -> "InternalError":
+        """Upstream's apierrors.NewInternalError(err)."""
+        return cls(f"Internal error occurred: {message}",
+                   details={"causes": [{"message": message}]})
+
 
 class ServiceUnavailable(ApiError):
     code, reason = 503, "ServiceUnavailable"

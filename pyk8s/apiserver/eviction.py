@@ -6,8 +6,8 @@ deletes the pod unless that would violate its PodDisruptionBudget:
 - pods Pending, Succeeded, Failed or already terminating are deleted without looking at
   budgets (a Pending pod only at the resourceVersion just read, retried on conflict);
 - a pod matched by more than one PDB (selectors of the pod's namespace; an empty or
-  invalid selector matches nothing here) is refused: a Failure Status with code 500,
-  written with the create's 201 as upstream's handler does;
+  invalid selector matches nothing here) is refused with 500 InternalError, as
+  upstream's guardPDB (NewInternalError);
 - an unhealthy (not Ready) pod is deleted without spending the budget when the PDB's
   `unhealthyPodEvictionPolicy` is AlwaysAllow, or when the budget is currently met
   (currentHealthy ≥ desiredHealthy > 0, the IfHealthyBudget default); the delete is then
@@ -234,15 +234,14 @@ class Eviction:
         return replace(self.opts, preconditions=pre)
 
     async def run(self) -> Obj:
-        """The Status to answer with (Success, or the multiple-PDB Failure)."""
+        """The Status to answer with (Success); refusals are raised as ApiErrors."""
         pod = await self._evict_if_pdb_can_be_ignored()
         if pod is None:
             return success()
         listed = await self.pdbs.list(self.namespace, ListOptions())
         pdbs = matching_pdbs(pod, listed.items)
         if len(pdbs) > 1:
-            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": MULTIPLE_PDBS_MESSAGE, "code": 500}
+            raise errors.InternalError.of(MULTIPLE_PDBS_MESSAGE)
         opts = self.opts
         pdb_name = ""
         bypass = False

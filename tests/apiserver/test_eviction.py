@@ -190,13 +190,16 @@ async def test_evict_refuses_when_generation_not_observed(server: APIServer) -> 
     assert e.value.status()["details"]["retryAfterSeconds"] == 10
 
 
-async def test_evict_with_two_pdbs_is_a_failure_status(server: APIServer) -> None:
+async def test_evict_with_two_pdbs_is_an_internal_error(server: APIServer) -> None:
     await seed_pod(server, pod())
     await seed_pdb(server, pdb("a"))
     await seed_pdb(server, pdb("b"))
-    st = await evict(server).run()
-    assert st == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                  "message": ev.MULTIPLE_PDBS_MESSAGE, "code": 500}
+    with pytest.raises(errors.InternalError) as e:
+        await evict(server).run()
+    st = e.value.status()
+    assert (st["code"], st["reason"], st["message"]) == (
+        500, "InternalError", f"Internal error occurred: {ev.MULTIPLE_PDBS_MESSAGE}")
+    assert st["details"]["causes"] == [{"message": ev.MULTIPLE_PDBS_MESSAGE}]
     pods, _ = stores(server)
     assert not (await pods.get(NS, "p"))["metadata"].get("deletionTimestamp")
 

@@ -173,7 +173,8 @@ def test_eviction_subresource(up: ServerProcess) -> None:
                    second).status == 201
     r = up.post(f"/api/v1/namespaces/{ns}/pods/s2/eviction", _eviction("s2"))
     body = r.json()
-    assert (body["status"], body["code"], body["message"]) == (
-        "Failure", 500, "This pod has more than one PodDisruptionBudget, which the eviction "
-        "subresource does not support.")
+    assert r.status == 500, r.data
+    assert (body["status"], body["code"], body["reason"], body["message"]) == (
+        "Failure", 500, "InternalError", "Internal error occurred: This pod has more than "
+        "one PodDisruptionBudget, which the eviction subresource does not support.")
     assert ready(up.kubectl_json("get", "pod", "s2", "-n", ns))

@@ -49,8 +49,7 @@ def _invalid(name: str, causes: list[StatusCause]) -> errors.Invalid:
 
 
 def _internal(message: str) -> errors.InternalError:
-    return errors.InternalError(f"Internal error occurred: {message}",
-                                details={"causes": [{"message": message}]})
+    return errors.InternalError.of(message)
 
 
 def _spec(svc: Obj) -> Obj:
