@@ -22,6 +22,7 @@ from pyk8s.client.rest import ApiError, Conflict, NotFound, RESTClient
 from pyk8s.scheduler.cache import Cache
 from pyk8s.scheduler.config import SchedulerConfig, load_config
 from pyk8s.scheduler.framework import FitError, Framework, PodInfo
+from pyk8s.scheduler.plugins.volume_binding import VolumeBinding, VolumeListers
 from pyk8s.scheduler.preemption import PDBs, preempt
 from pyk8s.scheduler.queue import SchedulingQueue
 
@@ -60,12 +61,37 @@ class Scheduler:
         self.priority_classes = factory.informer("scheduling.k8s.io", "v1", "priorityclasses",
                                                  namespaced=False)
         self.pdbs = factory.informer("policy", "v1", "poddisruptionbudgets")
+        self.claims = factory.informer("", "v1", "persistentvolumeclaims")
+        self.volumes = factory.informer("", "v1", "persistentvolumes", namespaced=False)
+        self.storage_classes = factory.informer("storage.k8s.io", "v1", "storageclasses",
+                                                namespaced=False)
+        self._volume_listers()
         self.pods.add_event_handler(_Handler(self._pod_add, self._pod_update, self._pod_delete))
         self.nodes.add_event_handler(_Handler(self._node_add, self._node_update,
                                               self._node_delete))
         self.bound = 0
         self.failed = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _volume_listers(self) -> None:
+        """VolumeBinding reads claims, volumes and classes from the informers; a change to
+        any of them may make waiting pods schedulable (upstream's PVC / PV / StorageClass
+        cluster events)."""
+        listers = VolumeListers(
+            claim=lambda ns, name: self.claims.store.get_by_name(ns, name),
+            volume=lambda name: self.volumes.store.get_by_name(None, name),
+            storage_class=lambda name: self.storage_classes.store.get_by_name(None, name))
+        for fw in self.frameworks.values():
+            for p in fw.filters:
+                if isinstance(p, VolumeBinding):
+                    p.listers = listers
+
+        def changed(event: str) -> Any:
+            return lambda *_: self.queue.move_all_to_active_or_backoff(event)
+        for inf, what in ((self.claims, "Pvc"), (self.volumes, "Pv"),
+                          (self.storage_classes, "StorageClass")):
+            inf.add_event_handler(_Handler(changed(f"{what}Add"), changed(f"{what}Update"),
+                                           lambda _: None))
 
     # -- informer events ------------------------------------------------------------------
     def _responsible(self, pod: Obj) -> bool:
@@ -148,7 +174,8 @@ class Scheduler:
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
-        for inf in (self.pods, self.nodes, self.priority_classes, self.pdbs):
+        for inf in (self.pods, self.nodes, self.priority_classes, self.pdbs, self.claims,
+                    self.volumes, self.storage_classes):
             await inf.wait_for_sync()
         log.info("scheduler: caches synced (%d nodes, %d pending pods)",
                  len(self.cache.node_list()), len(self.queue))

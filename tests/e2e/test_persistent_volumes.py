@@ -168,3 +168,31 @@ def test_statefulset_with_claim_templates(cluster: Cluster) -> None:
     up.kubectl("delete", "statefulset", "web", "--wait=true")
     wait_for("pods gone", lambda: not up.kubectl_json(
         "get", "pods", "-l", "app=web")["items"], timeout=30)
+
+
+def test_pod_with_a_missing_claim_waits_unscheduled(cluster: Cluster) -> None:
+    """The scheduler's VolumeBinding keeps it Pending (as upstream) instead of binding it
+    to a node where the mount could only fail; the claim appearing schedules it."""
+    up, _, _ = cluster
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "waits"},
+               "spec": {"terminationGracePeriodSeconds": 1,
+                        "containers": [container("echo ok; exec sleep 3600")],
+                        "volumes": [{"name": "data",
+                                     "persistentVolumeClaim": {"claimName": "later"}}]}})
+
+    def unschedulable() -> str | None:
+        conds = (up.kubectl_json("get", "pod", "waits").get("status") or {}).get(
+            "conditions") or []
+        c = next((c for c in conds if c["type"] == "PodScheduled"), None)
+        return c["message"] if c and c["status"] == "False" else None
+    msg = wait_for("PodScheduled=False", unschedulable, timeout=20)
+    assert 'persistentvolumeclaim "later" not found' in msg
+    assert not up.kubectl_json("get", "pod", "waits")["spec"].get("nodeName")
+    apply(up, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "later"},
+               "spec": {"accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Mi"}}}})
+    wait_for("scheduled once the claim is bound", lambda: up.kubectl_json(
+        "get", "pod", "waits")["spec"].get("nodeName"), timeout=30)
+    up.kubectl("delete", "pod", "waits", "--wait=true")
+    up.kubectl("delete", "pvc", "later", "--wait=true")

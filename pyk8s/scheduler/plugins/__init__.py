@@ -12,14 +12,17 @@ from pyk8s.scheduler.plugins.node_resources_fit import NodeResourcesFit
 from pyk8s.scheduler.plugins.node_unschedulable import NodeUnschedulable
 from pyk8s.scheduler.plugins.pod_topology_spread import PodTopologySpread
 from pyk8s.scheduler.plugins.taint_toleration import TaintToleration
+from pyk8s.scheduler.plugins.volume_binding import VolumeBinding
 
 REGISTRY: dict[str, type[Plugin]] = {p.name: p for p in (
     NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
-    PodTopologySpread, InterPodAffinity, NodeResourcesBalancedAllocation, ImageLocality)}
+    PodTopologySpread, InterPodAffinity, NodeResourcesBalancedAllocation, ImageLocality,
+    VolumeBinding)}
 
 # Upstream's default profile (v1.32): filters in this order, scores with these weights.
 DEFAULT_FILTERS = ("NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity",
-                   "NodePorts", "NodeResourcesFit", "PodTopologySpread", "InterPodAffinity")
+                   "NodePorts", "NodeResourcesFit", "VolumeBinding", "PodTopologySpread",
+                   "InterPodAffinity")
 DEFAULT_SCORES = (("TaintToleration", 3), ("NodeAffinity", 2), ("NodeResourcesFit", 1),
                   ("PodTopologySpread", 2), ("InterPodAffinity", 2),
                   ("NodeResourcesBalancedAllocation", 1), ("ImageLocality", 1))
