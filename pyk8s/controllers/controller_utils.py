@@ -64,6 +64,15 @@ def _md(obj: Obj) -> Obj:
     return obj.get("metadata") or {}
 
 
+def resource_version(obj: Obj) -> int:
+    """metadata.resourceVersion as a number (0: unset or not a number), to tell which of
+    two copies of an object is newer."""
+    try:
+        return int(_md(obj).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

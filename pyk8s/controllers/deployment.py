@@ -42,7 +42,8 @@ from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.controllers import deployment_util as du
 from pyk8s.controllers.controller_utils import (NAMESPACE_TERMINATING_CAUSE,
                                                 ControllerRefManager, new_controller_ref,
-                                                recheck_deletion_timestamp, sync_or_drop)
+                                                recheck_deletion_timestamp, resource_version,
+                                                sync_or_drop)
 
 log = logging.getLogger("pyk8s.controllers.deployment")
 
@@ -71,13 +72,6 @@ def _d_path(namespace: str, name: str | None = None, subresource: str | None = N
 
 def _selector(obj: Obj) -> LabelSelector:
     return label_selector_from_dict(_spec(obj).get("selector"))
-
-
-def _rv(obj: Obj) -> int:
-    try:
-        return int(_md(obj).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 def _uid(obj: Obj | None) -> str:
@@ -363,7 +357,7 @@ class DeploymentController:
 
     # -- writes ---------------------------------------------------------------------------
     def _wrote(self, obj: Obj) -> Obj:
-        rv = _rv(obj)
+        rv = resource_version(obj)
         if rv:
             self._written[_uid(obj)] = rv
         return obj
@@ -377,7 +371,7 @@ class DeploymentController:
             written = self._written.get(uid)
             if written is None:
                 continue
-            if _rv(obj) < written:
+            if resource_version(obj) < written:
                 stale = True
             else:
                 del self._written[uid]

@@ -35,7 +35,7 @@ from pyk8s.client.informer import LABEL_INDEX, SharedInformerFactory, index_by_l
 from pyk8s.client.rest import ApiError, NotFound, resource_path
 from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.controllers.controller_utils import (NAMESPACE_TERMINATING_CAUSE, is_pod_ready,
-                                                sync_or_drop)
+                                                resource_version, sync_or_drop)
 from pyk8s.controllers.endpoints import (CLUSTER_IP_NONE, HEADLESS_LABEL, ServicePodHandlers,
                                          _Handlers, _is_ipv6, find_port, is_service_ip_set,
                                          pod_ips, service_selector, should_pod_be_in_endpoints,
@@ -64,13 +64,6 @@ def _md(obj: Obj) -> Obj:
 
 def _spec(obj: Obj) -> Obj:
     return obj.get("spec") or {}
-
-
-def _rv(obj: Obj) -> int:
-    try:
-        return int(_md(obj).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 class StaleInformerCache(Exception):
@@ -106,7 +99,7 @@ class EndpointSliceTracker:
         if s is None:
             return True
         v = s.get(str(_md(es).get("uid")))
-        return v is None or _rv(es) > v
+        return v is None or resource_version(es) > v
 
     def stale_slices(self, namespace: str, name: str, slices: list[Obj]) -> bool:
         s = self._by_service.get((namespace, name))
@@ -117,14 +110,14 @@ class EndpointSliceTracker:
             uid = str(_md(es).get("uid"))
             provided.add(uid)
             v = s.get(uid)
-            if v is not None and (v == _DELETION_EXPECTED or v > _rv(es)):
+            if v is not None and (v == _DELETION_EXPECTED or v > resource_version(es)):
                 return True
         return any(v != _DELETION_EXPECTED and uid not in provided for uid, v in s.items())
 
     def update(self, es: Obj) -> None:
         key = self._service_of(es)
         if key is not None:
-            self._by_service.setdefault(key, {})[str(_md(es).get("uid"))] = _rv(es)
+            self._by_service.setdefault(key, {})[str(_md(es).get("uid"))] = resource_version(es)
 
     def expect_deletion(self, es: Obj) -> None:
         key = self._service_of(es)

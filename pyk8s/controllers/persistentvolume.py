@@ -44,6 +44,7 @@ from pyk8s.client.events import NORMAL, WARNING, EventRecorder
 from pyk8s.client.informer import SharedInformerFactory, handler_funcs, object_key
 from pyk8s.client.rest import AlreadyExists, NotFound, resource_path
 from pyk8s.client.workqueue import WorkQueue, run_workers
+from pyk8s.controllers.controller_utils import resource_version
 from pyk8s.controllers.persistentvolume_util import (
     ANN_BETA_STORAGE_PROVISIONER, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER,
     ANN_PROVISIONED_BY, ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER, DEFAULT_LOCAL_PATH_DIR,
@@ -64,13 +65,6 @@ def _md(obj: Obj) -> Obj:
 
 def _spec(obj: Obj) -> Obj:
     return obj.get("spec") or {}
-
-
-def _rv(obj: Obj) -> int:
-    try:
-        return int(_md(obj).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 def _phase(obj: Obj) -> str:
@@ -149,7 +143,7 @@ class PersistentVolumeController:
         if written is None or cached is None:
             return cached
         if _md(written).get("uid") == _md(cached).get("uid") and \
-                _rv(written) > _rv(cached):
+                resource_version(written) > resource_version(cached):
             return written
         del self._written[(kind, key)]
         return cached

@@ -12,6 +12,7 @@ from typing import Protocol, Sequence
 
 from pyk8s.client.informer import EventHandlerFuncs, SharedInformer
 from pyk8s.client.rest import ApiError, RESTClient
+from pyk8s.proxy.iptables import IptablesProxier
 from pyk8s.proxy.model import ServicePort, service_ports
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ class ProxyOptions:
 
 def make_backend(o: ProxyOptions) -> Backend:
     if o.mode == "iptables":
-        from pyk8s.proxy.iptables import IptablesProxier
         return IptablesProxier(o.node_name, o.chain_prefix, o.cluster_cidrs,
                                o.localhost_nodeports)
     if o.mode == "userspace":
@@ -83,7 +83,8 @@ class Proxy:
         cidrs = list(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
         if cidrs:
             self.o.cluster_cidrs = cidrs
-            setattr(self.backend, "cluster_cidrs", list(cidrs))
+            if isinstance(self.backend, IptablesProxier):
+                self.backend.cluster_cidrs = list(cidrs)
 
     def ports(self) -> list[ServicePort]:
         return service_ports(self.services.store.list(), self.slices.store.list())
