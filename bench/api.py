@@ -191,7 +191,73 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             etcd.stop()
 
 
+async def service_account_token(url: str, admin_token: str) -> str:
+    """A token of `default/bench`, bound to cluster-admin by a ClusterRoleBinding."""
+    b = Bench(url, admin_token)
+    async with b.session(1) as s:
+        async def post(path: str, body: dict[str, object]) -> dict[str, object]:
+            async with s.post(url + path, json=body) as r:
+                out = await r.json()
+                assert r.status in (200, 201, 409), (r.status, out)
+                return dict(out)
+        await post("/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": "bench"}})
+        await post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+            "metadata": {"name": "bench-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "default"}]})
+        tr = await post("/api/v1/namespaces/default/serviceaccounts/bench/token",
+                        {"spec": {"expirationSeconds": 7200}})
+        return str(tr["status"]["token"])  # type: ignore[index]
+
+
+async def authorization_round(args: argparse.Namespace, extra: list[str],
+                              mode: str) -> dict[str, object]:
+    """Creates (8 clients), GETs and LIST of 2,000 under one authorization mode."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port = _free_port()
+        proc, _ = start_server(tmp, args.storage, port,
+                               [*extra, "--authorization-mode", mode])
+        try:
+            url = f"https://127.0.0.1:{port}"
+            token = await service_account_token(url, Path(tmp, "token").read_text().strip())
+            b = Bench(url, token)
+            out: dict[str, object] = {"mode": mode}
+            out["creates_8"] = await b.creates(8, args.creates, "bench8")
+            out.update(await b.gets("bench8"))
+            await b.creates(8, 2000, "bench-list")
+            out.update(await b.list_2000("bench-list"))
+            return out
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+
+
+async def compare_authorization(args: argparse.Namespace, extra: list[str]) -> dict[str, object]:
+    rounds: dict[str, list[dict[str, object]]] = {"Node,RBAC": [], "AlwaysAllow": []}
+    for _ in range(args.rounds):
+        for mode in rounds:
+            rounds[mode].append(await authorization_round(args, extra, mode))
+
+    def best(mode: str) -> dict[str, float]:
+        rs = rounds[mode]
+        return {"creates_per_s": max(r["creates_8"]["creates_per_s"] for r in rs),  # type: ignore[index]
+                "get_p50_ms": min(float(r["get_p50_ms"]) for r in rs),  # type: ignore[arg-type]
+                "list_ms_median": min(float(r["list_ms_median"]) for r in rs)}  # type: ignore[arg-type]
+    rbac, allow = best("Node,RBAC"), best("AlwaysAllow")
+    return {"storage": args.storage, "rounds": rounds, "best": {"Node,RBAC": rbac,
+                                                                 "AlwaysAllow": allow},
+            "ratios_rbac_vs_always_allow": {
+                "creates_per_s": round(rbac["creates_per_s"] / allow["creates_per_s"], 3),
+                "get_p50": round(rbac["get_p50_ms"] / allow["get_p50_ms"], 3),
+                "list_2000": round(rbac["list_ms_median"] / allow["list_ms_median"], 3)}}
+
+
 async def _run(args: argparse.Namespace, extra: list[str]) -> dict[str, object]:
+    if args.compare_authorization:
+        return await compare_authorization(args, extra)
+    if args.authorization_mode:
+        extra = [*extra, "--authorization-mode", args.authorization_mode]
     with tempfile.TemporaryDirectory() as tmp:
         # Start-up is measured on a fresh data dir (certificates are generated then).
         port = _free_port()
@@ -208,6 +274,8 @@ async def _run(args: argparse.Namespace, extra: list[str]) -> dict[str, object]:
                                          "readyz_s": round(ready_warm_s, 3),
                                          "rss_idle_mb": round(_rss_mb(proc.pid), 1)}
             token = Path(tmp, "token").read_text().strip()
+            if args.authorization_mode:
+                token = await service_account_token(f"https://127.0.0.1:{port}", token)
             b = Bench(f"https://127.0.0.1:{port}", token)
             result["creates_8"] = await b.creates(8, args.creates, "bench8")
             result["creates_64"] = await b.creates(64, args.creates, "bench64")
@@ -239,6 +307,12 @@ def main() -> None:
     p.add_argument("--etcd-servers", default="",
                    help="with --storage etcd: use these etcd URLs (default: a throwaway etcd)")
     p.add_argument("--creates", type=int, default=3000)
+    p.add_argument("--authorization-mode", default="",
+                   help="the server's mode; requests then come from a service account")
+    p.add_argument("--compare-authorization", action="store_true",
+                   help="creates / GET / LIST under Node,RBAC against AlwaysAllow")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="with --compare-authorization: rounds per mode (best of)")
     args = p.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))
 

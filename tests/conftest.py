@@ -103,7 +103,9 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
             try:
-                r = self.http.request("GET", self.url + "/readyz", timeout=1.0)
+                token = self.data_dir / "token"  # with --anonymous-auth=false
+                headers = {"Authorization": f"Bearer {self.token}"} if token.exists() else {}
+                r = self.http.request("GET", self.url + "/readyz", timeout=1.0, headers=headers)
                 if r.status == 200 and self.kubeconfig.exists() and (
                         not self.ready_log or self.ready_log in self.log_path.read_text()):
                     return self

@@ -138,6 +138,12 @@ BUILTIN: tuple[ResourceInfo, ...] = (
        namespaced=False, verbs=["create"]),
     _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
        namespaced=False, verbs=["create"]),
+    _r("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+       namespaced=False, verbs=["create"]),
+    _r("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews",
+       namespaced=False, verbs=["create"]),
+    _r("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+       verbs=["create"]),
     # scheduling
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False,
        short=["pc"]),

@@ -3,9 +3,9 @@
 `apply_defaults(group, version, kind, obj)` fills what upstream's `SetDefaults_*` functions
 (pkg/apis/*/v1/defaults.go) and the generated declarative defaults (zz_generated.defaults.go)
 fill, plus the few values other parts of the apiserver always set that `kubectl get -o yaml`
-shows on upstream (a Pod's `priority`/`preemptionPolicy` from the Priority admission plugin,
-a Service's IP family fields, a Namespace's `kubernetes` finalizer, `creationTimestamp: null`
-in embedded templates' metadata, `resources: {}` in containers).
+shows on upstream (a Service's IP family fields, a Namespace's `kubernetes` finalizer,
+`creationTimestamp: null` in embedded templates' metadata, `resources: {}` in containers; a
+Pod's `priority` / `preemptionPolicy` come from the Priority admission plugin).
 
 As in Go, a field counts as unset when it is absent, null, or (for strings) empty. Nested
 defaulting follows upstream's type structure: every PodTemplateSpec gets the PodSpec
@@ -228,10 +228,6 @@ def _default_pod(obj: Obj) -> None:
                 for port in _dicts(ctr.get("ports")):
                     if not port.get("hostPort"):
                         port["hostPort"] = port.get("containerPort")
-    # The Priority admission plugin (no default PriorityClass): what upstream Pods show.
-    if spec.get("priority") is None and not spec.get("priorityClassName"):
-        spec["priority"] = 0
-    _set(spec, "preemptionPolicy", "PreemptLowerPriority")
 
 
 def _default_pod_template_object(obj: Obj) -> None:

@@ -2653,6 +2653,9 @@ _NAME_RULES: dict[tuple[str, str], NameFn] = {
     ("rbac.authorization.k8s.io", "ClusterRole"): name_is_path_segment,
     ("rbac.authorization.k8s.io", "RoleBinding"): name_is_path_segment,
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): name_is_path_segment,
+    # Upstream's ValidateCertificateRequestName accepts any name: kubelets name theirs
+    # `node-csr-<base64url digest>` (capitals, underscores); a path segment stays routable.
+    ("certificates.k8s.io", "CertificateSigningRequest"): name_is_path_segment,
 }
 
 _NAMESPACED: dict[tuple[str, str], bool] = {(r.group, r.kind): r.namespaced for r in BUILTIN}

@@ -14,7 +14,16 @@ from pyk8s.api.catalogue import Catalogue, ResourceInfo
 from pyk8s.apiserver import discovery, negotiation as neg, requestinfo
 from pyk8s.apiserver.admission import Attributes
 from pyk8s.apiserver.admission.plugins import admission_chain, close_admission
-from pyk8s.apiserver.authn import Authenticator
+from pyk8s.apiserver.admission.priority import ensure_system_priority_classes
+from pyk8s.apiserver.audit import filter as audit_filter
+from pyk8s.apiserver.authn import ANONYMOUS, Authenticator
+from pyk8s.apiserver.authz import impersonation
+from pyk8s.apiserver.authz.escalation import EscalationGuard
+from pyk8s.apiserver.authz.rbac import RBAC_GROUP, RBACAuthorizer
+from pyk8s.apiserver.authz.reconcile import reconcile_bootstrap_policy
+from pyk8s.apiserver.authz.union import Union, build_authorizer
+from pyk8s.apiserver.authz.attributes import (Decision, forbidden, forbidden_message,
+                                              request_attributes)
 from pyk8s.apiserver.handlers import ResourceHandler
 from pyk8s.apiserver.kubernetesservice import KubernetesService
 from pyk8s.apiserver.openapi import OpenAPIDocs
@@ -26,7 +35,7 @@ from pyk8s.registry.service.repair import Repair
 from pyk8s.registry.service.store import ServiceStore
 from pyk8s.registry.store import Store
 from pyk8s.registry.strategy import strategy_for
-from pyk8s.storage.interface import Storage, StorageUnavailable
+from pyk8s.storage.interface import Storage, StorageInternalError, StorageUnavailable
 from pyk8s.watch.cache import WatchCache
 
 log = logging.getLogger("pyk8s.apiserver")
@@ -39,7 +48,6 @@ VERSION_INFO = {
 }
 
 _V2_PROTO_STUB = bytes.fromhex("0a03322e3012150a0a4b756265726e6574657312077631" "2e33322e30")
-_PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -61,6 +69,24 @@ class ServerConfig:
     kubernetes_service: bool = True
     advertise_address: str = ""  # --advertise-address
     endpoint_reconcile_interval: float = 10.0
+    # Connections to kubelets (podproxy.py): --kubelet-certificate-authority verifies their
+    # serving certificates ("": not verified); the client certificate the server presents.
+    kubelet_certificate_authority: str = ""
+    kubelet_client_certificate: str = ""
+    kubelet_client_key: str = ""
+    # Authorization (with authentication on): --authorization-mode, --anonymous-auth,
+    # --authorization-webhook-config-file and its cache TTLs.
+    authorization_modes: tuple[str, ...] = ("Node", "RBAC")
+    anonymous_auth: bool = True
+    authorization_webhook_config_file: str = ""
+    authorization_webhook_cache_authorized_ttl: float = 300.0
+    authorization_webhook_cache_unauthorized_ttl: float = 30.0
+    # The audit log (pyk8s/apiserver/audit): on with both a policy file and a log path.
+    audit_policy_file: str = ""  # --audit-policy-file
+    audit_log_path: str = ""  # --audit-log-path ("-": standard output)
+    audit_log_maxsize: int = 0  # --audit-log-maxsize, megabytes (0: lumberjack's 100)
+    audit_log_maxbackup: int = 0  # --audit-log-maxbackup (0: keep all)
+    audit_log_maxage: int = 0  # --audit-log-maxage, days (0: keep all)
 
 
 class APIServer:
@@ -83,6 +109,17 @@ class APIServer:
         from pyk8s.apiserver.podproxy import PodProxy
         self.pod_proxy = PodProxy(self)
         self.admission = admission_chain(self)
+        self.rbac = RBACAuthorizer(self.cache, {
+            plural: self._info(RBAC_GROUP, "v1", plural).storage_prefix
+            for plural in ("roles", "rolebindings", "clusterroles", "clusterrolebindings")})
+        # None without authentication (--insecure-http, in-process tests): nothing to check.
+        self.authorizer: Union | None = None
+        if authn is not None and authn.enabled:
+            self.authorizer = build_authorizer(self, list(config.authorization_modes))
+        # None (no middleware at all) unless a policy and a log path are configured.
+        self.audit = audit_filter.from_config(
+            config.audit_policy_file, config.audit_log_path, config.audit_log_maxsize,
+            config.audit_log_maxbackup, config.audit_log_maxage)
         self.ready = False
         self._compactor: asyncio.Task[None] | None = None
         service_ranges = parse_service_cidrs(config.service_cluster_ip_range)
@@ -106,6 +143,11 @@ class APIServer:
                 int(config.server_address.rsplit(":", 1)[1]),
                 interval=config.endpoint_reconcile_interval)
 
+    def _info(self, group: str, version: str, plural: str) -> ResourceInfo:
+        info = self.catalogue.lookup(group, version, plural)
+        assert info is not None, (group, version, plural)
+        return info
+
     def store(self, info: ResourceInfo) -> Store:
         key = (info.group, info.version, info.plural)
         s = self.stores.get(key)
@@ -115,7 +157,8 @@ class APIServer:
                 s = ServiceStore(info, self.storage, self.cache, self.service_allocators)
             else:
                 s = Store(info, self.storage, self.cache, custom or strategy_for(info))
-            s.admission = self.admission
+            s.admission = EscalationGuard(self.admission, self) \
+                if info.group == RBAC_GROUP else self.admission
             s.attributes = Attributes
             if custom is not None:
                 s.conversion = self.crds.conversion_for(info)
@@ -180,6 +223,8 @@ class APIServer:
 
     async def start(self) -> None:
         await self.cache.start()
+        if self.authorizer is not None:
+            await self.authorizer.start()
         ns_info = self.catalogue.lookup("", "v1", "namespaces")
         assert ns_info is not None
         for name in _SYSTEM_NAMESPACES:
@@ -187,6 +232,14 @@ class APIServer:
                 await self.store(ns_info).create(None, {"metadata": {"name": name}})
             except errors.AlreadyExists:
                 pass
+        try:
+            await reconcile_bootstrap_policy(self)
+        except Exception:  # storage trouble: the next start reconciles again
+            log.exception("reconciling the RBAC bootstrap policy failed")
+        try:  # system-node-critical, system-cluster-critical
+            await ensure_system_priority_classes(self)
+        except Exception:
+            log.exception("creating the system priority classes failed")
         await self.crds.start()
         try:
             await self.service_repair.run_once()
@@ -228,14 +281,24 @@ class APIServer:
             await self.kubernetes_service.stop()
         await self.crds.stop()
         await close_admission(self.admission)
+        if self.authorizer is not None:
+            await self.authorizer.close()
         await self.pod_proxy.close()
         await self.cache.stop()
         await self.storage.close()
+        if self.audit is not None:
+            self.audit.close()
 
     # -- HTTP ------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._log_mw, self._error_mw, self._auth_mw],
+        # As upstream's handler chain: authentication, then audit (which sees forbidden
+        # requests too), then impersonation and authorization.
+        audit = [self._audit_mw] if self.audit is not None else []
+        app = web.Application(middlewares=[self._log_mw, self._error_mw, self._authn_mw,
+                                           *audit, self._authz_mw],
                               client_max_size=neg.MAX_BODY)
+        if self.audit is not None:  # the Audit-Id header, long-running requests' start
+            app.on_response_prepare.append(self.audit.on_response_prepare)
         r = app.router
         for p in ("/healthz", "/livez", "/readyz"):
             r.add_get(p, self._health)
@@ -270,6 +333,8 @@ class APIServer:
             return status_response(e)
         except StorageUnavailable as e:
             return status_response(errors.ServiceUnavailable(f"storage unavailable: {e}"))
+        except StorageInternalError as e:  # a stored value cannot be read (encryption key)
+            return status_response(errors.InternalError.of(str(e)))
         except web.HTTPException as e:
             if e.status == 413:
                 return status_response(errors.RequestEntityTooLarge(
@@ -282,16 +347,71 @@ class APIServer:
             return status_response(errors.InternalError(f"Internal error occurred: {e!r}"))
 
     @web.middleware
-    async def _auth_mw(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if self.authn is not None and self.authn.enabled and \
-                not request.path.startswith(_PUBLIC_PATHS):
+    async def _authn_mw(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Sets request["user"] (the authenticated UserInfo): a bearer token, else a client
+        certificate, else (`--anonymous-auth`) system:anonymous. A bad token is a 401."""
+        if self.authn is not None and self.authn.enabled:
             auth = request.headers.get("Authorization", "")
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-            user = await self.authn.authenticate(token) if token else None
+            if token:
+                user = await self.authn.authenticate(token)
+            else:
+                user = self.authn.authenticate_request_certificate(request)
+                if user is None and self.config.anonymous_auth:
+                    user = ANONYMOUS
             if user is None:
-                raise errors.Unauthorized("Unauthorized")
+                err = errors.Unauthorized("Unauthorized")
+                if self.audit is not None:
+                    self.audit.failed_authentication(request, err)
+                raise err
             request["user"] = user
         return await handler(request)
+
+    @web.middleware
+    async def _audit_mw(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """The audit log's events (pyk8s/apiserver/audit/filter.py); only when configured."""
+        assert self.audit is not None
+        return await self.audit.middleware(request, handler)
+
+    @web.middleware
+    async def _authz_mw(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Impersonation (request["user"] becomes the impersonated user, the authenticated
+        one moves to request["impersonator"]), then authorization."""
+        user = request.get("user")
+        if user is None or self.authorizer is None:
+            return await handler(request)
+        if impersonation.requested(request.headers):
+            request["impersonator"] = user
+            user = request["user"] = await impersonation.impersonate(
+                request.headers, user, self.authorizer)
+        ri = self.request_info(request)
+        a = request_attributes(ri, user, request)
+        decision, reason = await self.authorizer.authorize(a)
+        if decision != Decision.ALLOW:
+            # The indexes may lag a write that just granted access: catch up once.
+            await self.cache.consistent_rev()
+            decision, reason = await self.authorizer.authorize(a)
+        request["authz_decision"] = "allow" if decision == Decision.ALLOW else "forbid"
+        request["authz_reason"] = reason
+        if decision != Decision.ALLOW:
+            log.info("forbidden: %s", forbidden_message(a))
+            raise forbidden(a, reason)
+        return await handler(request)
+
+    def request_info(self, request: web.Request) -> requestinfo.RequestInfo:
+        """The request's RequestInfo, parsed once."""
+        ri = request.get("request_info")
+        if ri is None:
+            watch = False
+            if request.method == "GET":
+                try:
+                    from pyk8s.api.meta import parse_bool
+                    watch = parse_bool(request.query.get("watch"))
+                except ValueError as e:
+                    raise errors.BadRequest(str(e)) from None
+            ri = request["request_info"] = requestinfo.parse(request.method, request.path,
+                                                             watch)
+        return ri
 
     async def _health(self, request: web.Request) -> web.Response:
         if request.path.startswith("/readyz") and not self.ready:
@@ -331,15 +451,7 @@ class APIServer:
         return json_response(doc, headers=headers)
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        watch = False
-        if request.method == "GET":
-            try:
-                from pyk8s.api.meta import parse_bool
-                watch = parse_bool(request.query.get("watch"))
-            except ValueError as e:
-                raise errors.BadRequest(str(e)) from None
-        ri = requestinfo.parse(request.method, path, watch)
+        ri = self.request_info(request)
         if ri.is_resource:
             return await self.resources.handle(request, ri)
         return await self._discovery(request, ri.parts)

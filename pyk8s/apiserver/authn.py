@@ -2,7 +2,8 @@
 
 Two kinds of bearer token, as in upstream: static tokens (the admin token, a member of
 `system:masters`) and service-account JWTs (ES256, signed with the key in the data dir and
-issued through `serviceaccounts/<name>/token`).
+issued through `serviceaccounts/<name>/token`); and client certificates (x509: CN = user,
+O = groups) that the TLS layer verified against `--client-ca-file`.
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import orjson
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (decode_dss_signature,
                                                               encode_dss_signature)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -40,6 +43,8 @@ class UserInfo:
 
 
 ADMIN = UserInfo("system:admin", groups=("system:masters", "system:authenticated"))
+# `--anonymous-auth`: requests with no credentials, as upstream.
+ANONYMOUS = UserInfo("system:anonymous", groups=("system:unauthenticated",))
 
 
 def _b64(data: bytes) -> str:
@@ -118,16 +123,76 @@ class ServiceAccountSigner:
 ServiceAccountLookup = Callable[[str, str], Awaitable[str | None]]  # (ns, name) → uid
 
 
+@dataclass(frozen=True)
+class _ClientCertificate:
+    """What the x509 authenticator needs of a client certificate, parsed once."""
+    user: UserInfo | None        # None: no CN
+    not_before: float
+    not_after: float
+    usable: bool                 # parses, has a CN, allows client authentication
+
+
+def _parse_client_certificate(der: bytes) -> _ClientCertificate:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return _ClientCertificate(None, 0.0, 0.0, False)
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        client_auth = ExtendedKeyUsageOID.CLIENT_AUTH in eku or \
+            ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku
+    except x509.ExtensionNotFound:
+        client_auth = True
+    except ValueError:  # a malformed extension
+        client_auth = False
+    # Go's pkix.Name keeps the last CN of the subject; O values in order.
+    cns = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    orgs = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    user = UserInfo(cns[-1], groups=(*orgs, "system:authenticated")) if cns and cns[-1] else None
+    return _ClientCertificate(user, cert.not_valid_before_utc.timestamp(),
+                              cert.not_valid_after_utc.timestamp(), client_auth and user is not None)
+
+
 class Authenticator:
     def __init__(self, static_tokens: dict[str, UserInfo], signer: ServiceAccountSigner | None,
                  sa_uid: ServiceAccountLookup | None = None) -> None:
         self.static_tokens = static_tokens
         self.signer = signer
         self.sa_uid = sa_uid
+        self._certificates: dict[bytes, _ClientCertificate] = {}  # DER → parsed
 
     @property
     def enabled(self) -> bool:
         return bool(self.static_tokens)
+
+    def authenticate_request_certificate(self, request: Any) -> UserInfo | None:
+        """The user of a request's client certificate, which the TLS layer verified against
+        the client CA (aiohttp request; None without one)."""
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is None:
+            return None
+        der = ssl_object.getpeercert(binary_form=True)
+        return self.authenticate_certificate(der) if der else None
+
+    def authenticate_certificate(self, der: bytes, now: float | None = None) -> UserInfo | None:
+        """Upstream's x509 authenticator (CommonNameUserConversion): CN is the user name,
+        each O a group, plus system:authenticated. The TLS layer verified the chain against
+        the client CA; the certificate must also be valid `now` (a kept-alive connection
+        can outlive it) and allow client authentication (no extended key usage, or
+        clientAuth / any, as Go's x509 verification with ExtKeyUsageClientAuth)."""
+        parsed = self._certificates.get(der)
+        if parsed is None:
+            parsed = _parse_client_certificate(der)
+            if len(self._certificates) >= 1024:  # one entry per distinct client certificate
+                self._certificates.pop(next(iter(self._certificates)))
+            self._certificates[der] = parsed
+        if not parsed.usable:
+            return None
+        now = time.time() if now is None else now
+        if not parsed.not_before <= now <= parsed.not_after:
+            return None
+        return parsed.user
 
     async def authenticate(self, token: str) -> UserInfo | None:
         for known, user in self.static_tokens.items():

@@ -1,6 +1,8 @@
 """First-start credentials: a CA, a serving certificate, an admin token and kubeconfig.
 
-Everything lives in the data directory and is reused on later starts (like k3s).
+Everything lives in the data directory and is reused on later starts (like k3s). Also
+client certificates signed by the CA (`issue_client_certificate`) and kubeconfigs holding
+them (`write_client_kubeconfig`): one identity per component.
 """
 from __future__ import annotations
 
@@ -95,6 +97,36 @@ def _server_cert(dir_: Path, ca: x509.Certificate, ca_key: ec.EllipticCurvePriva
     (dir_ / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+KUBELET_CLIENT_CN = "kube-apiserver-kubelet-client"
+# kubeadm before 1.29 (kubeadm:cluster-admins came later): the kubelet's
+# SubjectAccessReview for it is allowed by system:masters.
+KUBELET_CLIENT_ORG = "system:masters"
+
+
+def ensure_kubelet_client_cert(data_dir: Path) -> tuple[Path, Path]:
+    """The API server's client certificate for kubelets (kubeadm's apiserver-kubelet-client):
+    DIR/tls/kubelet-client.crt / .key, CN `kube-apiserver-kubelet-client`, O
+    `system:masters`, from the cluster CA; re-issued when missing, expiring within a day
+    or not from the current CA."""
+    tls = data_dir / "tls"
+    crt, key_path = tls / "kubelet-client.crt", tls / "kubelet-client.key"
+    ca = x509.load_pem_x509_certificate((tls / "ca.crt").read_bytes())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if crt.exists() and key_path.exists():
+        try:
+            cert = x509.load_pem_x509_certificate(crt.read_bytes())
+            cert.verify_directly_issued_by(ca)
+            if cert.not_valid_after_utc > now + datetime.timedelta(days=1):
+                return crt, key_path
+        except Exception:  # unreadable, or another CA's: issue a new one
+            pass
+    cert_pem, key_pem = issue_client_certificate(tls / "ca.crt", tls / "ca.key",
+                                                 KUBELET_CLIENT_CN, [KUBELET_CLIENT_ORG])
+    _write_private(key_path, key_pem)
+    _write_private(crt, cert_pem)
+    return crt, key_path
+
+
 def _token(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
@@ -130,3 +162,52 @@ def write_kubeconfig(path: Path, server: str, token: str, ca_cert: Path | None) 
         "preferences": {},
     }
     _write_private(path, yaml.safe_dump(cfg, sort_keys=False).encode())
+
+
+def issue_client_certificate(ca_cert_path: Path, ca_key_path: Path, common_name: str,
+                             organizations: list[str] | tuple[str, ...] = (),
+                             days: int = 365) -> tuple[bytes, bytes]:
+    """A client certificate (CN = user name, one O per group: what the x509 authenticator
+    reads) and its new EC P-256 key, signed by the CA: (cert PEM, key PEM)."""
+    ca_cert = x509.load_pem_x509_certificate(Path(ca_cert_path).read_bytes())
+    ca_key = serialization.load_pem_private_key(Path(ca_key_path).read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name(attrs))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
+                                         content_commitment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def write_client_kubeconfig(path: Path, server: str, ca_cert: Path | None, cert_pem: bytes,
+                            key_pem: bytes, user_name: str) -> None:
+    """A kubeconfig authenticating with a client certificate (client-certificate-data /
+    client-key-data), written 0600."""
+    cluster: dict[str, object] = {"server": server}
+    if ca_cert is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_cert.read_bytes()).decode()
+    cfg = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "pyk8s", "cluster": cluster}],
+        "users": [{"name": user_name, "user": {
+            "client-certificate-data": base64.b64encode(cert_pem).decode(),
+            "client-key-data": base64.b64encode(key_pem).decode()}}],
+        "contexts": [{"name": "pyk8s", "context": {"cluster": "pyk8s", "user": user_name}}],
+        "current-context": "pyk8s",
+        "preferences": {},
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _write_private(Path(path), yaml.safe_dump(cfg, sort_keys=False).encode())

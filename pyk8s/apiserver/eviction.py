@@ -348,6 +348,15 @@ async def handle(request: web.Request, pods: Store, pdbs: Store, namespace: str,
     _check_body(body, namespace, name)
     raw_opts = propagate_dry_run(body.get("deleteOptions"), query_dry_run)
     opts = DeleteOptions.from_body(raw_opts, {})
+    if pods.admission is not None and pods.attributes is not None:
+        # admission sees the Eviction as a create of pods/eviction (NodeRestriction: a
+        # node evicts only its own pods; webhooks matching pods/eviction), as upstream
+        attrs = pods.attributes(operation="CREATE", group="", version="v1", resource="pods",
+                                kind="Eviction", namespace=namespace, name=name, object=body,
+                                subresource="eviction", user=request.get("user"),
+                                dry_run=bool(opts.dry_run))
+        await pods.admission.admit(attrs)
+        await pods.admission.validate(attrs)
     status = await Eviction(pods, pdbs, namespace, name, opts, request.get("user")).run()
     return json_response(status, 201)
 

@@ -1,8 +1,8 @@
 """pods/log, exec, attach and portforward, and nodes/proxy (GET): the API server finds the
 (pod's) node and proxies to its kubelet
-(`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as upstream without
---kubelet-certificate-authority: the kubelet's self-signed certificate is not verified; the
-server authenticates with its own admin token (the kubelet checks it by TokenReview).
+(`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), verifying the kubelet's
+serving certificate against --kubelet-certificate-authority and presenting its kubelet
+client certificate (kubeletclient.py), which the kubelet authorizes by SubjectAccessReview.
 Streams are WebSocket only (exec/attach `v5.channel.k8s.io`, `v4.channel.k8s.io`, ...;
 portforward `SPDY/3.1+portforward.k8s.io`, `v4.channel.k8s.io`); frames are relayed
 unchanged, the subprotocol the kubelet chose passed through."""
@@ -18,7 +18,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from pyk8s.api import errors
-from pyk8s.apiserver.authn import ADMIN
+from pyk8s.apiserver.kubeletclient import KubeletClientConfig, dial_error
 
 if TYPE_CHECKING:
     from pyk8s.apiserver.app import APIServer
@@ -90,26 +90,23 @@ async def _relay(request: web.Request, resp: aiohttp.ClientResponse,
 class PodProxy:
     def __init__(self, server: "APIServer") -> None:
         self.server = server
+        c = server.config
+        self.kubelet_client = KubeletClientConfig(c.kubelet_certificate_authority,
+                                                  c.kubelet_client_certificate,
+                                                  c.kubelet_client_key)
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=False),
+                connector=aiohttp.TCPConnector(ssl=self.kubelet_client.ssl_context()),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         return self._session
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-    def _headers(self) -> dict[str, str]:
-        authn = self.server.authn
-        for token, user in ((authn.static_tokens.items()) if authn else ()):
-            if user is ADMIN or "system:masters" in user.groups:
-                return {"Authorization": f"Bearer {token}"}
-        return {}
 
     async def _kubelet(self, pod: Obj, name: str) -> str:
         node_name = (pod.get("spec") or {}).get("nodeName")
@@ -155,7 +152,9 @@ class PodProxy:
         query = request.rel_url.raw_query_string
         url = f"{base}{path}" + (f"?{query}" if query else "")
         try:
-            resp = await self.session.get(url, headers=self._headers(), allow_redirects=False)
+            resp = await self.session.get(url, allow_redirects=False)
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise dial_error("Get", url, e) from None
         except aiohttp.ClientError as e:
             raise errors.ServiceUnavailable(f"error trying to reach service: {e}") from None
         async with resp:
@@ -240,9 +239,9 @@ class PodProxy:
     async def _logs(self, request: web.Request, url: str,
                     params: list[tuple[str, str]]) -> web.StreamResponse:
         try:
-            resp = await self.session.get(url, params=params, headers=self._headers())
+            resp = await self.session.get(url, params=params)
         except aiohttp.ClientError as e:
-            raise errors.ServiceUnavailable(f"error dialing the kubelet: {e}") from None
+            raise dial_error("Get", url, e) from None
         async with resp:
             if resp.status != 200:
                 raise await self._kubelet_error(resp)
@@ -255,13 +254,16 @@ class PodProxy:
                  if p.strip()]
         try:
             upstream = await self.session.ws_connect(url, params=params, protocols=asked,
-                                                     headers=self._headers(), autoping=True,
-                                                     max_msg_size=0)
+                                                     autoping=True, max_msg_size=0)
         except aiohttp.WSServerHandshakeError as e:
+            if e.status in (401, 403):
+                what = "Unauthorized" if e.status == 401 else "Forbidden"
+                raise errors.InternalError(f"the kubelet refused the API server: {e.status} "
+                                           f"{what}") from None
             raise errors.ApiError(f"error from the kubelet: {e.message}", code=e.status or 500,
                                   reason="BadRequest" if e.status == 400 else None) from None
         except aiohttp.ClientError as e:
-            raise errors.ServiceUnavailable(f"error dialing the kubelet: {e}") from None
+            raise dial_error("Get", url, e) from None
         try:
             protocols = (upstream.protocol,) if upstream.protocol else ()
             ws = web.WebSocketResponse(protocols=protocols, autoping=True, max_msg_size=0)

@@ -21,7 +21,8 @@ class RequestInfo:
 
 
 _NAMESPACE_SUBRESOURCES = ("status", "finalize")
-_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
+          "DELETE": "delete"}
 
 
 def parse(method: str, path: str, watch: bool) -> RequestInfo:
@@ -51,7 +52,7 @@ def parse(method: str, path: str, watch: bool) -> RequestInfo:
     if len(rest) > 2:
         info.subresource = rest[2]
     verb = _VERBS.get(method, method.lower())
-    if method == "GET":
+    if method in ("GET", "HEAD"):
         if watch:
             verb = "watch"
         elif not info.name:

@@ -39,6 +39,14 @@ def _service_cidrs_flag(value: str) -> str:
     return value
 
 
+def _authorization_modes_flag(value: str) -> str:
+    from pyk8s.apiserver.authz.union import parse_modes
+    try:
+        return ",".join(parse_modes(value))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _port_range_flag(value: str) -> str:
     from pyk8s.registry.service.ranges import RangeError, parse_port_range
     try:
@@ -107,6 +115,10 @@ def _add_server_args(p: argparse.ArgumentParser, up: bool = False) -> None:
     p.add_argument("--storage", choices=["sqlite", "memory", "etcd"], default="sqlite")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379",
                    help="with --storage etcd: comma-separated etcd client URLs")
+    p.add_argument("--encryption-provider-config", default="",
+                   help="file with an EncryptionConfiguration: how resources are encrypted "
+                        "at rest (aescbc, aesgcm, secretbox, identity)")
+    p.set_defaults(encryption=None)
     p.add_argument("--insecure-http", action="store_true",
                    help="serve plain HTTP without authentication (tests only)")
     p.add_argument("--watch-cache-size", type=int, default=5000,
@@ -115,8 +127,49 @@ def _add_server_args(p: argparse.ArgumentParser, up: bool = False) -> None:
                    help="seconds between watch bookmarks")
     p.add_argument("--compaction-interval", type=float, default=300.0,
                    help="seconds between storage compactions (0 disables)")
+    g = p.add_argument_group("authorization")
+    g.add_argument("--authorization-mode", type=_authorization_modes_flag, default="Node,RBAC",
+                   help="ordered, comma-separated authorizers: AlwaysAllow, AlwaysDeny, Node, "
+                        "RBAC, Webhook (members of system:masters may always do everything)")
+    g.add_argument("--anonymous-auth", type=_parse_bool_flag, nargs="?", const=True,
+                   default=True, help="requests without credentials are system:anonymous "
+                                      "(RBAC lets it read /healthz, /livez, /readyz, /version)")
+    g.add_argument("--authorization-webhook-config-file", default="",
+                   help="with --authorization-mode Webhook: a kubeconfig naming the "
+                        "SubjectAccessReview webhook")
+    g.add_argument("--authorization-webhook-cache-authorized-ttl", type=parse_duration,
+                   default=300.0, help="how long the webhook's allows are cached")
+    g.add_argument("--authorization-webhook-cache-unauthorized-ttl", type=parse_duration,
+                   default=30.0, help="how long the webhook's denials are cached")
     p.add_argument("--disable-admission-plugins", default="",
                    help="comma-separated admission plugins to turn off (all are on)")
+    p.add_argument("--client-ca-file", default="",
+                   help="CA bundle verifying client certificates (x509 authentication: CN "
+                        "= user, O = groups); default: the cluster CA, DATA_DIR/tls/ca.crt")
+    k = p.add_argument_group("kubelet connections (logs, exec, attach, port-forward, "
+                             "nodes/proxy)")
+    k.add_argument("--kubelet-certificate-authority", default=None,
+                   help="CA bundle verifying kubelets' serving certificates (default: the "
+                        "cluster CA, DATA_DIR/tls/ca.crt; \"\": not verified)")
+    k.add_argument("--kubelet-client-certificate", default="",
+                   help="the API server's client certificate for kubelets (default: "
+                        "DATA_DIR/tls/kubelet-client.crt, CN kube-apiserver-kubelet-client, O "
+                        "system:masters, issued at start with the cluster CA)")
+    k.add_argument("--kubelet-client-key", default="",
+                   help="the key of --kubelet-client-certificate")
+    a = p.add_argument_group("audit log (kube-apiserver's flags; on with a policy and a path)")
+    a.add_argument("--audit-policy-file", default="",
+                   help="an audit.k8s.io/v1 Policy (YAML or JSON)")
+    a.add_argument("--audit-log-path", default="",
+                   help="file the audit events are written to, one JSON line each; '-' "
+                        "means standard output")
+    a.add_argument("--audit-log-maxsize", type=int, default=0,
+                   help="megabytes of the audit log before it is rotated (0: 100)")
+    a.add_argument("--audit-log-maxbackup", type=int, default=0,
+                   help="rotated audit logs kept (0: all)")
+    a.add_argument("--audit-log-maxage", type=int, default=0,
+                   help="days rotated audit logs are kept, by the time in their names "
+                        "(0: no limit)")
     p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
 
 
@@ -195,6 +248,19 @@ def _add_controller_args(p: argparse.ArgumentParser, service_range: bool = True)
                    help="IPv4 node pod CIDR mask size in a dual-stack cluster (default 24)")
     g.add_argument("--node-cidr-mask-size-ipv6", type=int, default=0,
                    help="IPv6 node pod CIDR mask size in a dual-stack cluster (default 64)")
+    g.add_argument("--cluster-signing-cert-file", default="",
+                   help="CA certificate the csrsigning controller issues kubernetes.io/* "
+                        "certificates with (`up`: DATA_DIR/tls/ca.crt; unset: no signing)")
+    g.add_argument("--cluster-signing-key-file", default="",
+                   help="the CA's private key (`up`: DATA_DIR/tls/ca.key)")
+    g.add_argument("--use-service-account-credentials", type=_parse_bool_flag, nargs="?",
+                   const=True, default=None,
+                   help="each controller talks with its own service account "
+                        "(kube-system/<controller>) instead of the manager's identity "
+                        "(default: true for `up`, false for `controller-manager`)")
+    g.add_argument("--cluster-signing-duration", type=parse_duration, default=8760 * 3600.0,
+                   help="the longest validity of issued certificates (a CSR's "
+                        "spec.expirationSeconds may ask for less, at least 10m)")
 
 
 def controller_options(args: argparse.Namespace, identity: str | None = None) -> Any:
@@ -228,6 +294,17 @@ def controller_options(args: argparse.Namespace, identity: str | None = None) ->
         o.local_path_dir = args.local_path_dir
     elif getattr(args, "command", "") == "up":
         o.local_path_dir = str(Path(args.data_dir).resolve() / "storage")
+    o.cluster_signing_cert_file = args.cluster_signing_cert_file
+    o.cluster_signing_key_file = args.cluster_signing_key_file
+    o.cluster_signing_duration = args.cluster_signing_duration
+    o.use_service_account_credentials = (
+        getattr(args, "command", "") == "up" if args.use_service_account_credentials is None
+        else bool(args.use_service_account_credentials))
+    if getattr(args, "command", "") == "up" and not getattr(args, "insecure_http", False):
+        # `up` signs with the cluster CA it made (k3s's server does the same).
+        tls = Path(args.data_dir).resolve() / "tls"
+        o.cluster_signing_cert_file = o.cluster_signing_cert_file or str(tls / "ca.crt")
+        o.cluster_signing_key_file = o.cluster_signing_key_file or str(tls / "ca.key")
     return o
 
 
@@ -241,12 +318,30 @@ async def _finish(task: "asyncio.Task[None]", timeout: float) -> None:
     except Exception:
         log.exception("%s failed", task.get_name())
 
+def kubelet_client_tls(args: argparse.Namespace, config: ServerConfig, data_dir: Path,
+                       ca_cert: Path) -> None:
+    """How the API server dials kubelets: their serving certificates verified against
+    --kubelet-certificate-authority (default the cluster CA), its own client certificate
+    (default one it issues itself with the cluster CA)."""
+    from pyk8s.apiserver.certs import ensure_kubelet_client_cert
+    ca = args.kubelet_certificate_authority
+    config.kubelet_certificate_authority = str(ca_cert) if ca is None else ca
+    if args.kubelet_client_certificate:
+        config.kubelet_client_certificate = args.kubelet_client_certificate
+        config.kubelet_client_key = args.kubelet_client_key or args.kubelet_client_certificate
+    else:
+        crt, key = ensure_kubelet_client_cert(data_dir)
+        config.kubelet_client_certificate, config.kubelet_client_key = str(crt), str(key)
+
+
 async def run_server(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     storage = await open_storage(args.storage, str(data_dir), etcd_servers=args.etcd_servers,
                                  wait=60.0)
+    if args.encryption is not None:  # loaded by main() from --encryption-provider-config
+        storage = args.encryption.wrap(storage)
     host = args.bind if args.bind not in ("0.0.0.0", "::") else "127.0.0.1"
     from pyk8s.registry.service.ranges import parse_service_cidrs
     service_range = args.service_cluster_ip_range or DEFAULT_SERVICE_CLUSTER_IP_RANGE
@@ -260,10 +355,18 @@ async def run_server(args: argparse.Namespace) -> None:
     else:
         scheme = "https"
         creds = ensure_credentials(data_dir, [args.bind, advertise, kubernetes_ip])
-        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # Not create_default_context(CLIENT_AUTH): it would trust the system's CAs for
+        # client certificates too.
+        ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ssl_ctx.load_cert_chain(creds.server_cert, creds.server_key)
-        # The node token (DIR/node-token) joins agents: one shared identity in system:nodes.
-        node_user = UserInfo("system:node", groups=("system:nodes", "system:authenticated"))
+        # x509 client certificates: asked for, not required; verified against the client CA.
+        ssl_ctx.verify_mode = ssl.CERT_OPTIONAL
+        ssl_ctx.load_verify_locations(cafile=args.client_ca_file or str(creds.ca_cert))
+        # The node token (DIR/node-token) is a bootstrap token: agents use it to ask for
+        # their own client certificate (CSR approved by csrapproving), as kubeadm's
+        # system:bootstrap:<id> tokens.
+        node_user = UserInfo("system:bootstrap:pyk8s",
+                             groups=("system:bootstrappers", "system:authenticated"))
         authn = Authenticator({creds.admin_token: ADMIN, creds.node_token: node_user},
                               ServiceAccountSigner.load_or_create(data_dir / "tls" / "sa.key"))
     url = f"{scheme}://{host}:{args.port}"
@@ -275,7 +378,21 @@ async def run_server(args: argparse.Namespace) -> None:
                               p for p in args.disable_admission_plugins.split(",") if p),
                           service_cluster_ip_range=service_range,
                           service_node_port_range=args.service_node_port_range,
-                          advertise_address=advertise)
+                          advertise_address=advertise,
+                          authorization_modes=tuple(args.authorization_mode.split(",")),
+                          anonymous_auth=bool(args.anonymous_auth),
+                          authorization_webhook_config_file=args.authorization_webhook_config_file,
+                          authorization_webhook_cache_authorized_ttl=(
+                              args.authorization_webhook_cache_authorized_ttl),
+                          authorization_webhook_cache_unauthorized_ttl=(
+                              args.authorization_webhook_cache_unauthorized_ttl),
+                          audit_policy_file=args.audit_policy_file,
+                          audit_log_path=args.audit_log_path,
+                          audit_log_maxsize=args.audit_log_maxsize,
+                          audit_log_maxbackup=args.audit_log_maxbackup,
+                          audit_log_maxage=args.audit_log_maxage)
+    if creds is not None:
+        kubelet_client_tls(args, config, data_dir, creds.ca_cert)
     server = APIServer(storage, config, authn=authn)
     await server.start()
     write_kubeconfig(data_dir / "kubeconfig.yaml", url, creds.admin_token if creds else "",
@@ -299,17 +416,29 @@ async def run_server(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     controllers: asyncio.Task[None] | None = None
     scheduler: asyncio.Task[None] | None = None
+    addons: asyncio.Task[None] | None = None
     if getattr(args, "command", None) == "up":
+        from pyk8s.cli.serveraddons import deploy_server_addons
         from pyk8s.controllers.manager import run_controllers
+        addons = asyncio.create_task(deploy_server_addons(data_dir / "kubeconfig.yaml", stop),
+                                     name="server-addons")
+        # Their own identities (client certificates, as kubeadm's), not the admin's;
+        # without TLS (--insecure-http) there is no authentication: the admin kubeconfig.
+        cm_kubeconfig = sched_kubeconfig = data_dir / "kubeconfig.yaml"
+        if creds is not None:
+            from pyk8s.cli.identities import ensure_control_plane_kubeconfigs
+            cm_kubeconfig, sched_kubeconfig = ensure_control_plane_kubeconfigs(data_dir, url)
         # A stable identity: a restarted `up` takes its own lease back at once.
         identity = f"{socket.gethostname()}_pyk8s-up"
+        cm_options = controller_options(args, identity)
+        if creds is None:
+            cm_options.use_service_account_credentials = False  # no tokens without TLS
         controllers = asyncio.create_task(
-            run_controllers(str(data_dir / "kubeconfig.yaml"), stop,
-                            controller_options(args, identity)), name="controllers")
+            run_controllers(str(cm_kubeconfig), stop, cm_options), name="controllers")
         if getattr(args, "scheduler", False):
             from pyk8s.scheduler.scheduler import SchedulerOptions, run_scheduler
             scheduler = asyncio.create_task(run_scheduler(
-                str(data_dir / "kubeconfig.yaml"), stop,
+                str(sched_kubeconfig), stop,
                 SchedulerOptions(identity=f"{socket.gethostname()}_pyk8s-up")), name="scheduler")
     local_node: asyncio.Task[None] | None = None
     if getattr(args, "command", None) == "up" and not getattr(args, "disable_agent", True):
@@ -322,7 +451,8 @@ async def run_server(args: argparse.Namespace) -> None:
     await stop.wait()
     log.info("shutting down")
     # The local node first: its containers stop before the API server does.
-    for task, timeout in ((local_node, 40.0), (controllers, 10.0), (scheduler, 10.0)):
+    for task, timeout in ((local_node, 40.0), (controllers, 10.0), (scheduler, 10.0),
+                          (addons, 1.0)):
         if task is not None:
             await _finish(task, timeout)
     server.close_watches()  # open watches end first, so the HTTP server can close promptly
@@ -433,6 +563,17 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     uvloop.install()
+    if args.command in ("up", "server") and "Webhook" in args.authorization_mode.split(",") \
+            and not args.authorization_webhook_config_file:
+        parser.error("authorization-mode Webhook's authorization config file not passed")
+    if args.command in ("up", "server"):
+        from pyk8s.apiserver.audit.filter import AuditConfigError, check_config
+        try:  # an invalid audit policy stops the server before it starts, as upstream
+            check_config(args.audit_policy_file, args.audit_log_path, args.audit_log_maxsize,
+                         args.audit_log_maxbackup, args.audit_log_maxage)
+        except AuditConfigError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            return 1
     if args.command in ("up", "controller-manager"):
         o = controller_options(args)
         if o.enabled("nodeipam") and o.allocate_node_cidrs:
@@ -440,6 +581,12 @@ def main(argv: list[str] | None = None) -> int:
                 o.node_ipam_config()
             except ValueError as e:
                 parser.error(str(e))
+    if args.command in ("server", "up") and args.encryption_provider_config:
+        from pyk8s.apiserver.encryptionconfig import EncryptionConfigError, load_encryption_config
+        try:
+            args.encryption = load_encryption_config(args.encryption_provider_config)
+        except EncryptionConfigError as e:
+            parser.error(str(e))
     if args.command == "up":
         kc = Path(args.data_dir).resolve() / "kubeconfig.yaml"
         if not args.disable_agent:

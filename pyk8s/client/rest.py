@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import os
 import ssl
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal, Mapping
+from typing import Any, AsyncIterator, Literal, Mapping, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -193,12 +194,15 @@ class ClientConfig:
         else:
             ctx = ssl.create_default_context()
         if self.client_cert_data and self.client_key_data:
-            # ssl loads certificate chains from files only.
-            with tempfile.TemporaryDirectory() as d:
-                cert, key = Path(d) / "tls.crt", Path(d) / "tls.key"
-                cert.write_bytes(self.client_cert_data)
-                key.write_bytes(self.client_key_data)
-                ctx.load_cert_chain(str(cert), str(key))
+            # ssl loads certificate chains from files only: one private temporary file.
+            fd, path = tempfile.mkstemp(suffix=".pem")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(self.client_cert_data.rstrip(b"\n") + b"\n" +
+                            self.client_key_data)
+                ctx.load_cert_chain(path)
+            finally:
+                os.unlink(path)
         return ctx
 
 
@@ -218,19 +222,44 @@ def resource_path(group: str, version: str, resource: str, namespace: str | None
 
 
 # -- the client -------------------------------------------------------------------------------
+class TokenSource(Protocol):
+    """Bearer tokens that change over time (client-go's ResettableTokenSource): `token()`
+    gives the current one (fetching a new one when it is due); `reset()` drops it after
+    the server answered 401, so the next request fetches another."""
+
+    async def token(self) -> str: ...
+
+    def reset(self) -> None: ...
+
+
 class RESTClient:
     """Verbs on API paths. One aiohttp session, created on first use in the running loop."""
 
     def __init__(self, config: ClientConfig, *, timeout: float = 30.0,
                  user_agent: str = "pyk8s-client", qps: float = 0.0, burst: int = 0,
-                 max_inflight: int = 0) -> None:
+                 max_inflight: int = 0, connection_limit: int = 0,
+                 token_source: TokenSource | None = None,
+                 throttle_with: "RESTClient | None" = None) -> None:
         """`qps` / `burst`: client-side throttling of requests, a token bucket like
         client-go's (`qps <= 0`: unlimited). Each request and each watch start takes a token.
-        `max_inflight`: at most this many requests (watches aside) at once (0: no cap)."""
+        `max_inflight`: at most this many requests (watches aside) at once (0: no cap).
+        `connection_limit`: at most this many connections, watches included (0: no cap;
+        a small client, such as a hollow node's, keeps few sockets).
+        `token_source`: each request carries its current bearer token (instead of the
+        config's). `throttle_with`: share that client's token bucket and in-flight cap
+        (several identities, one request budget); `qps` / `burst` / `max_inflight` unused."""
         self.config = config
         self.timeout = timeout
-        self.rate_limiter = TokenBucket(qps, burst or max(1, int(qps)))
-        self._inflight = asyncio.Semaphore(max_inflight) if max_inflight > 0 else None
+        self.connection_limit = connection_limit
+        self.token_source = token_source
+        self._retired: list[aiohttp.ClientSession] = []   # replaced, closing soon
+        self._closing: set[asyncio.Future[None]] = set()
+        if throttle_with is not None:
+            self.rate_limiter = throttle_with.rate_limiter
+            self._inflight = throttle_with._inflight
+        else:
+            self.rate_limiter = TokenBucket(qps, burst or max(1, int(qps)))
+            self._inflight = asyncio.Semaphore(max_inflight) if max_inflight > 0 else None
         self._headers = {"Accept": "application/json", "User-Agent": user_agent}
         if config.token:
             self._headers["Authorization"] = f"Bearer {config.token}"
@@ -246,11 +275,36 @@ class RESTClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # No connection cap: each watch holds a connection for its lifetime.
-            connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl)
+            connector = aiohttp.TCPConnector(limit=self.connection_limit, ssl=self._ssl)
             self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
         return self._session
 
+    def set_client_certificate(self, cert_pem: bytes, key_pem: bytes,
+                               grace: float = 10.0) -> None:
+        """Present a new client certificate (certificate rotation): new requests go over
+        a new session whose connections carry it; the old session's connections (requests
+        in flight, watches) are closed `grace` seconds later, so nothing keeps speaking
+        with the old identity (client-go's rotating transport closes its connections)."""
+        self.config = dataclasses.replace(self.config, client_cert_data=cert_pem,
+                                          client_key_data=key_pem)
+        self._ssl = self.config.ssl_context()
+        old, self._session = self._session, None
+        if old is None or old.closed:
+            return
+        self._retired.append(old)
+
+        def retire() -> None:
+            if old in self._retired:
+                self._retired.remove(old)
+                task = asyncio.ensure_future(old.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        asyncio.get_running_loop().call_later(grace, retire)
+
     async def close(self) -> None:
+        for old in self._retired:
+            await old.close()
+        self._retired.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -265,17 +319,27 @@ class RESTClient:
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json") -> Any:
         """Send one request; decode the JSON answer or raise the typed error."""
+        # The token first: fetching one may go through a client sharing this one's budget.
+        headers = await self._auth_headers()
         if not self.rate_limiter.unlimited:
             await self.rate_limiter.acquire()
         if self._inflight is None:
-            return await self._request(method, path, params, body, content_type)
+            return await self._request(method, path, params, body, content_type, headers)
         async with self._inflight:
-            return await self._request(method, path, params, body, content_type)
+            return await self._request(method, path, params, body, content_type, headers)
+
+    async def _auth_headers(self) -> dict[str, str]:
+        if self.token_source is None:
+            return {}
+        return {"Authorization": f"Bearer {await self.token_source.token()}"}
+
+    def _check_auth(self, status: int) -> None:
+        if status == 401 and self.token_source is not None:
+            self.token_source.reset()
 
     async def _request(self, method: str, path: str, params: Mapping[str, Any] | None,
-                       body: Any, content_type: str) -> Any:
+                       body: Any, content_type: str, headers: dict[str, str]) -> Any:
         data = None
-        headers = {}
         if body is not None:
             data = orjson.dumps(body)
             headers["Content-Type"] = content_type
@@ -284,6 +348,7 @@ class RESTClient:
                 headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
             raw = await resp.read()
             if resp.status >= 400:
+                self._check_auth(resp.status)
                 raise _error(resp.status, raw)
             if not raw:
                 return None
@@ -338,14 +403,16 @@ class RESTClient:
             q["allowWatchBookmarks"] = "true"
         if timeout_seconds is not None:
             q["timeoutSeconds"] = str(timeout_seconds)
+        headers = await self._auth_headers()
         if not self.rate_limiter.unlimited:
             await self.rate_limiter.acquire()
         read_timeout = (timeout_seconds + 30.0) if timeout_seconds else None
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout,
                                         sock_read=read_timeout)
         async with self.session.get(self.config.server + path, params=_params(q),
-                                    timeout=timeout) as resp:
+                                    headers=headers, timeout=timeout) as resp:
             if resp.status >= 400:
+                self._check_auth(resp.status)
                 raise _error(resp.status, await resp.read())
             buf = b""
             async for chunk in resp.content.iter_any():

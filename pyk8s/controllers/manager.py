@@ -3,9 +3,11 @@
 Like kube-controller-manager: with leader election on (the default) the process stands
 for the Lease `kube-system/kube-controller-manager` and runs its controllers only while it
 holds it; when it loses the lease the controllers are cancelled and it stands again. One
-`SharedInformerFactory` and one `EventBroadcaster` are shared by every controller; the
-REST client is throttled by `--kube-api-qps` / `--kube-api-burst` (leader election has its
-own unthrottled client, so renewals never queue behind a burst of pod creations).
+`SharedInformerFactory` (with the manager's own identity) is shared by every controller;
+with `--use-service-account-credentials` each controller writes and records its events
+with its own service account (clientbuilder.py, context.py). Requests are throttled by
+`--kube-api-qps` / `--kube-api-burst`, one budget for the whole manager (leader election
+has its own unthrottled client, so renewals never queue behind a burst of pod creations).
 """
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Awaitable, Callable
 
-from pyk8s.client.events import EventBroadcaster
 from pyk8s.client.informer import SharedInformerFactory
 from pyk8s.client.leaderelection import LeaderElectionConfig, run_while_leading, default_identity
 from pyk8s.client.rest import RESTClient
+from pyk8s.controllers.clientbuilder import DynamicClientBuilder, SimpleClientBuilder
+from pyk8s.controllers.clusterroleaggregation import ClusterRoleAggregationController
+from pyk8s.controllers.context import ControllerContext
 from pyk8s.controllers.cronjob import CronJobController
 from pyk8s.controllers.daemonset import DaemonSetsController
 from pyk8s.controllers.deployment import DeploymentController
@@ -45,7 +49,8 @@ ALL_CONTROLLERS = ("garbagecollector", "namespace", "replicaset", "replicationco
                    "serviceaccount", "podgc", "deployment", "endpoint", "endpointslice",
                    "resourcequota", "nodelifecycle", "nodeipam",
                    "job", "cronjob", "ttl-after-finished",
-                   "disruption", "daemonset", "statefulset", "persistentvolume-binder")
+                   "disruption", "daemonset", "statefulset", "persistentvolume-binder",
+                   "csrsigning", "csrapproving", "clusterrole-aggregation")
 
 
 @dataclass
@@ -87,6 +92,11 @@ class ControllerManagerOptions:
     concurrent_job_syncs: int = 5                   # --concurrent-job-syncs
     concurrent_cron_job_syncs: int = 5              # --concurrent-cron-job-syncs
     concurrent_ttl_after_finished_syncs: int = 5    # --concurrent-ttl-after-finished-syncs
+    # Each controller with its own service account's tokens (`up`: true).
+    use_service_account_credentials: bool = False   # --use-service-account-credentials
+    cluster_signing_cert_file: str = ""             # --cluster-signing-cert-file
+    cluster_signing_key_file: str = ""              # --cluster-signing-key-file
+    cluster_signing_duration: float = 8760 * 3600.0  # --cluster-signing-duration
     # The local-path provisioner's directory (--local-path-dir; `up`: <data-dir>/storage).
     local_path_dir: str = "/var/lib/pyk8s/storage"
     # Test hooks without flags, from the environment: the Job controller's pod re-creation
@@ -136,87 +146,125 @@ async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
 
 
 async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None:
-    """Start the enabled controllers and run them until cancelled."""
+    """Start the enabled controllers and run them until cancelled. The shared informers
+    use `client`, the manager's own identity; each controller writes (and records events)
+    with `ctx.client(<its service account>)`: with --use-service-account-credentials that
+    account's own tokens, else `client` too (upstream's controller client builders)."""
     factory = SharedInformerFactory(client)
-    broadcaster = EventBroadcaster(client)
     o = options
+    ctx = ControllerContext(DynamicClientBuilder(client) if o.use_service_account_credentials
+                            else SimpleClientBuilder(client))
     makers: dict[str, Callable[[], Awaitable[None]]] = {}
     if o.enabled("garbagecollector"):
         makers["garbagecollector"] = lambda: GarbageCollector(
-            client, workers=o.concurrent_gc_syncs).run()
+            ctx.client("generic-garbage-collector"), workers=o.concurrent_gc_syncs).run()
     if o.enabled("namespace"):
-        makers["namespace"] = lambda: NamespaceController(client, factory=factory).run()
+        makers["namespace"] = lambda: NamespaceController(
+            ctx.client("namespace-controller"), factory=factory).run()
     if o.enabled("replicaset"):
         makers["replicaset"] = lambda: ReplicaSetController(
-            client, factory, broadcaster.new_recorder("replicaset-controller"),
+            ctx.client("replicaset-controller"), factory,
+            ctx.recorder("replicaset-controller", "replicaset-controller"),
             workers=o.concurrent_replicaset_syncs).run()
     if o.enabled("replicationcontroller"):
         makers["replicationcontroller"] = lambda: ReplicaSetController(
-            client, factory, broadcaster.new_recorder("replication-controller"),
+            ctx.client("replication-controller"), factory,
+            ctx.recorder("replication-controller", "replication-controller"),
             kind=REPLICATION_CONTROLLER, workers=o.concurrent_rc_syncs).run()
     if o.enabled("serviceaccount"):
-        makers["serviceaccount"] = lambda: ServiceAccountsController(client, factory).run()
+        makers["serviceaccount"] = lambda: ServiceAccountsController(
+            ctx.client("service-account-controller"), factory).run()
+    if o.enabled("clusterrole-aggregation"):
+        makers["clusterrole-aggregation"] = lambda: ClusterRoleAggregationController(
+            ctx.client("clusterrole-aggregation-controller"), factory).run()
     if o.enabled("deployment"):
         makers["deployment"] = lambda: DeploymentController(
-            client, factory, broadcaster.new_recorder("deployment-controller"),
+            ctx.client("deployment-controller"), factory,
+            ctx.recorder("deployment-controller", "deployment-controller"),
             workers=o.concurrent_deployment_syncs).run()
     if o.enabled("daemonset"):
         makers["daemonset"] = lambda: DaemonSetsController(
-            client, factory, broadcaster.new_recorder("daemonset-controller"),
+            ctx.client("daemon-set-controller"), factory,
+            ctx.recorder("daemon-set-controller", "daemonset-controller"),
             workers=o.concurrent_daemonset_syncs).run()
     if o.enabled("statefulset"):
         makers["statefulset"] = lambda: StatefulSetController(
-            client, factory, broadcaster.new_recorder("statefulset-controller"),
+            ctx.client("statefulset-controller"), factory,
+            ctx.recorder("statefulset-controller", "statefulset-controller"),
             workers=o.concurrent_statefulset_syncs).run()
     if o.enabled("endpoint"):
         makers["endpoint"] = lambda: EndpointsController(
-            client, factory, broadcaster.new_recorder("endpoint-controller"),
+            ctx.client("endpoint-controller"), factory,
+            ctx.recorder("endpoint-controller", "endpoint-controller"),
             workers=o.concurrent_endpoint_syncs).run()
     if o.enabled("endpointslice"):
         makers["endpointslice"] = lambda: EndpointSliceController(
-            client, factory, broadcaster.new_recorder("endpoint-slice-controller"),
+            ctx.client("endpointslice-controller"), factory,
+            ctx.recorder("endpointslice-controller", "endpoint-slice-controller"),
             workers=o.concurrent_service_endpoint_syncs).run()
     if o.enabled("resourcequota"):
         makers["resourcequota"] = lambda: ResourceQuotaController(
-            client, factory, workers=o.concurrent_resource_quota_syncs,
+            ctx.client("resourcequota-controller"), factory,
+            workers=o.concurrent_resource_quota_syncs,
             resync_period=o.resource_quota_sync_period).run()
     if o.enabled("podgc"):
         makers["podgc"] = lambda: PodGCController(
-            client, factory, terminated_pod_threshold=o.terminated_pod_gc_threshold,
+            ctx.client("pod-garbage-collector"), factory,
+            terminated_pod_threshold=o.terminated_pod_gc_threshold,
             gc_check_period=o.pod_gc_period).run()
     if o.enabled("nodelifecycle"):
         makers["nodelifecycle"] = lambda: NodeLifecycleController(
-            client, factory, broadcaster.new_recorder("node-controller"),
+            ctx.client("node-controller"), factory,
+            ctx.recorder("node-controller", "node-controller"),
             node_monitor_period=o.node_monitor_period,
             node_monitor_grace_period=o.node_monitor_grace_period,
             node_startup_grace_period=o.node_startup_grace_period,
             eviction_rate=o.node_eviction_rate).run()
     if o.enabled("disruption"):
         makers["disruption"] = lambda: DisruptionController(
-            client, factory, broadcaster.new_recorder("controllermanager")).run()
+            ctx.client("disruption-controller"), factory,
+            ctx.recorder("disruption-controller", "controllermanager")).run()
     if o.enabled("nodeipam") and o.allocate_node_cidrs:
         ipam_config = o.node_ipam_config()
         makers["nodeipam"] = lambda: NodeIPAMController(
-            client, factory, broadcaster.new_recorder("cidrAllocator"), ipam_config).run()
+            ctx.client("node-controller"), factory,
+            ctx.recorder("node-controller", "cidrAllocator"), ipam_config).run()
     if o.enabled("job"):
         makers["job"] = lambda: JobController(
-            client, factory, broadcaster.new_recorder("job-controller"),
+            ctx.client("job-controller"), factory,
+            ctx.recorder("job-controller", "job-controller"),
             workers=o.concurrent_job_syncs, backoff_base=o.job_backoff_base).run()
     if o.enabled("cronjob"):
         makers["cronjob"] = lambda: CronJobController(
-            client, factory, broadcaster.new_recorder("cronjob-controller"),
+            ctx.client("cronjob-controller"), factory,
+            ctx.recorder("cronjob-controller", "cronjob-controller"),
             workers=o.concurrent_cron_job_syncs,
             clock=lambda: utcnow() + timedelta(seconds=o.cronjob_clock_offset)).run()
     if o.enabled("ttl-after-finished"):
         makers["ttl-after-finished"] = lambda: TTLAfterFinishedController(
-            client, factory, workers=o.concurrent_ttl_after_finished_syncs).run()
+            ctx.client("ttl-after-finished-controller"), factory,
+            workers=o.concurrent_ttl_after_finished_syncs).run()
+    if o.enabled("csrsigning"):
+        if o.cluster_signing_cert_file and o.cluster_signing_key_file:
+            from pyk8s.controllers.csrsigning import CAProvider, CSRSigningController
+            makers["csrsigning"] = lambda: CSRSigningController(
+                ctx.client("certificate-controller"), factory,
+                CAProvider(o.cluster_signing_cert_file, o.cluster_signing_key_file),
+                duration=o.cluster_signing_duration).run()
+        else:
+            log.info("Skipping CSR signer controller because no csr cert/key was specified")
+    if o.enabled("csrapproving"):
+        from pyk8s.controllers.csrapproving import CSRApprovingController
+        makers["csrapproving"] = lambda: CSRApprovingController(
+            ctx.client("certificate-controller"), factory).run()
     if o.enabled("persistentvolume-binder"):
         from pyk8s.controllers.persistentvolume import PersistentVolumeController
         makers["persistentvolume-binder"] = lambda: PersistentVolumeController(
-            client, factory, broadcaster.new_recorder("persistentvolume-controller"),
+            ctx.client("persistent-volume-binder"), factory,
+            ctx.recorder("persistent-volume-binder", "persistentvolume-controller"),
             local_path_dir=o.local_path_dir).run()
     loop = asyncio.get_running_loop()
-    broadcaster.start()
+    ctx.start()
     # Controllers register their informers when constructed, i.e. when their task first
     # runs: start the tasks, let them construct, then start the shared informers.
     tasks = [loop.create_task(_supervise(n, f), name=f"controller-{n}") for n, f in makers.items()]
@@ -230,7 +278,7 @@ async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await factory.stop()
-        await broadcaster.shutdown(timeout=1.0)
+        await ctx.shutdown(timeout=1.0)
 
 
 async def run_controllers(kubeconfig_path: str, stop: asyncio.Event,

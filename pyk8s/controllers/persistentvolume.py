@@ -29,7 +29,9 @@ keeps it; Delete removes provisioned volumes (their directory, when under
 `local_path_dir`, then the PV) and fails others (`Failed`, as upstream's hostPath deleter
 outside /tmp); Recycle is not supported (`Failed`).
 
-At start the default StorageClass `local-path` is created unless it exists.
+The default StorageClass `local-path` is not this controller's to make (its role may not
+create StorageClasses, as upstream's): `pyk8s up` creates it at start with
+`ensure_default_storage_class`, as k3s's server applies its local-storage manifest.
 """
 from __future__ import annotations
 
@@ -158,7 +160,6 @@ class PersistentVolumeController:
         loop = asyncio.get_running_loop()
         tasks: list[asyncio.Task[None]] = []
         try:
-            await self.ensure_default_class()
             await asyncio.gather(*(inf.synced.wait() for inf, _ in self._handlers))
             log.info("%s: synced", COMPONENT)
             tasks = [loop.create_task(self._resync()),
@@ -175,16 +176,6 @@ class PersistentVolumeController:
             self.volume_queue.shutdown()
             for inf, h in self._handlers:
                 inf.remove_event_handler(h)
-
-    async def ensure_default_class(self) -> None:
-        """Create the default StorageClass `local-path` unless it exists."""
-        sc = default_storage_class()
-        try:
-            await self.client.create(resource_path("storage.k8s.io", "v1", "storageclasses"),
-                                     sc)
-            log.info("%s: created the default StorageClass local-path", COMPONENT)
-        except AlreadyExists:
-            pass
 
     async def _resync(self) -> None:
         while True:
@@ -515,4 +506,16 @@ def _remove_tree(path: str) -> None:
         os.unlink(path)
 
 
-__all__ = ["PersistentVolumeController", "index_volume_by_claim", "index_pod_by_claim"]
+async def ensure_default_storage_class(client: Any) -> None:
+    """Create the default StorageClass `local-path` unless it exists (an admin's changes to
+    it stay)."""
+    try:
+        await client.create(resource_path("storage.k8s.io", "v1", "storageclasses"),
+                            default_storage_class())
+        log.info("created the default StorageClass local-path")
+    except AlreadyExists:
+        pass
+
+
+__all__ = ["PersistentVolumeController", "index_volume_by_claim", "index_pod_by_claim",
+           "ensure_default_storage_class"]

@@ -10,16 +10,28 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from pyk8s.client.rest import ClientConfig, RESTClient
+from pyk8s.kubelet.bootstrap import BootstrapError, NodeCredentials, NodeIdentity
+from pyk8s.kubelet.certmanager import CSRWatcher
 from pyk8s.kubelet.kubelet import Kubelet, KubeletOptions
 from pyk8s.kubelet.node import (NodeConfig, NodeResources, filesystem_bytes,
                                 host_os_image, read_meminfo_bytes)
 from pyk8s.kubelet.podworkers import default_pod_cidr
-from pyk8s.kubelet.runtime import NotImplementedRuntime, make_runtime
+from pyk8s.kubelet.runtime import NotImplementedRuntime, Runtime, make_runtime
 
 log = logging.getLogger("pyk8s.agent")
+
+T = TypeVar("T")
+
+
+def _bool_flag(value: str) -> bool:
+    from pyk8s.api.meta import parse_bool
+    try:
+        return parse_bool(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _memory(value: str) -> int:
@@ -32,18 +44,40 @@ def _memory(value: str) -> int:
 
 def add_agent_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("agent", help="run a node agent (kubelet) joined to a cluster")
-    p.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    p.add_argument("--server", default=None,
+                   help="API server URL, e.g. https://127.0.0.1:6443 (default: the "
+                        "--bootstrap-kubeconfig's or --kubeconfig's)")
     p.add_argument("--token", default=os.environ.get("PYK8S_TOKEN"),
-                   help="the cluster's node token (its DIR/node-token)")
+                   help="bootstrap credentials: the cluster's node token (its DIR/node-token)")
     p.add_argument("--token-file", default=None, help="read the node token from this file")
     p.add_argument("--certificate-authority", default=None,
                    help="CA bundle of the API server (its DIR/tls/ca.crt); without it TLS is "
                         "not verified")
     p.add_argument("--data-dir", default=".pyk8s-agent", help="the agent's state")
+    p.add_argument("--bootstrap-kubeconfig", default=None,
+                   help="a kubeconfig with bootstrap credentials (a bootstrap token), used "
+                        "to request the node's client certificate when --kubeconfig holds "
+                        "no valid one (TLS bootstrapping)")
+    p.add_argument("--kubeconfig", default=None,
+                   help="the node's kubeconfig; written by bootstrapping, pointing at "
+                        "DATA_DIR/pki/kubelet-client-current.pem (default: "
+                        "DATA_DIR/kubelet.kubeconfig)")
+    p.add_argument("--rotate-certificates", type=_bool_flag, nargs="?", const=True,
+                   default=True, help="renew the client certificate through the "
+                                      "certificates API as it nears expiry")
+    p.add_argument("--rotate-server-certificates", type=_bool_flag, nargs="?", const=True,
+                   default=True,
+                   help="serve the kubelet API with a certificate from a "
+                        "kubernetes.io/kubelet-serving CSR, renewed as it nears expiry "
+                        "(false: a self-signed one)")
+    p.add_argument("--client-ca-file", default=None,
+                   help="CA bundle verifying client certificates to the kubelet API "
+                        "(default: --certificate-authority, else the kubeconfig's CA)")
     p.add_argument("--node-name", default=None, help="default: the host name")
     p.add_argument("--count", type=int, default=1,
                    help="run this many hollow nodes in this process (--runtime fake), named "
-                        "<node-name>-0 … <node-name>-(N-1), sharing one API client "
+                        "<node-name>-0 … <node-name>-(N-1), each with its own client "
+                        "certificate (DATA_DIR/nodes/<name>/pki) and API client "
                         "(upstream kubemark)")
     p.add_argument("--startup-stagger", type=float, default=0.005,
                    help="with --count: seconds between two hollow nodes' start-up, so "
@@ -159,12 +193,59 @@ async def _with_addons(addons: NodeAddons | None, client: RESTClient, name: str,
                 log.exception("node addons failed")
 
 
-async def run_agent(args: argparse.Namespace, addons: NodeAddons | None = None) -> None:
+def bootstrap_config(args: argparse.Namespace) -> ClientConfig | None:
+    """The bootstrap credentials: --bootstrap-kubeconfig, else --token / --token-file with
+    --server and --certificate-authority; None without either."""
+    if args.bootstrap_kubeconfig:
+        try:
+            config = ClientConfig.from_kubeconfig(args.bootstrap_kubeconfig)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"pyk8s agent: unable to load the bootstrap kubeconfig: {e}")
+        if args.server:
+            config = dataclasses.replace(config, server=args.server.rstrip("/"))
+        return config
     token = args.token
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
     if not token:
-        raise SystemExit("pyk8s agent: --token or --token-file is required")
+        return None
+    if not args.server:
+        raise SystemExit("pyk8s agent: --server is required with --token / --token-file")
+    ca = Path(args.certificate_authority).read_bytes() if args.certificate_authority else None
+    if args.server.startswith("https://") and ca is None:
+        log.warning("no --certificate-authority: the API server's certificate is not verified")
+    return ClientConfig(server=args.server.rstrip("/"), token=token, ca_data=ca,
+                        insecure_skip_tls_verify=ca is None)
+
+
+def node_credentials(args: argparse.Namespace, data_dir: Path) -> NodeCredentials:
+    kubeconfig = Path(args.kubeconfig).resolve() if args.kubeconfig \
+        else data_dir / "kubelet.kubeconfig"
+    creds = NodeCredentials(kubeconfig=kubeconfig, pki_dir=data_dir / "pki",
+                            bootstrap=bootstrap_config(args),
+                            rotate=bool(args.rotate_certificates))
+    if creds.bootstrap is None and not kubeconfig.exists():
+        raise SystemExit("pyk8s agent: no bootstrap credentials (--token, --token-file or "
+                         f"--bootstrap-kubeconfig) and no kubeconfig at {kubeconfig}")
+    return creds
+
+
+async def until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`aw`'s result, or None if `stop` is set first (then `aw` is cancelled)."""
+    task = asyncio.ensure_future(aw)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+    return task.result()
+
+
+async def run_agent(args: argparse.Namespace, addons: NodeAddons | None = None) -> None:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     if args.count < 1:
@@ -176,15 +257,11 @@ async def run_agent(args: argparse.Namespace, addons: NodeAddons | None = None) 
         runtime = make_runtime(args.runtime, str(data_dir), oci_options(args, name))
     except NotImplementedRuntime as e:
         raise SystemExit(f"pyk8s agent: {e}") from None
+    creds = node_credentials(args, data_dir)
     resources = NodeResources(
         cpu=args.fake_cpu or os.cpu_count() or 1,
         memory_bytes=_memory(args.fake_memory) if args.fake_memory else read_meminfo_bytes(),
         ephemeral_bytes=filesystem_bytes(str(data_dir)), pods=args.max_pods)
-    ca = Path(args.certificate_authority).read_bytes() if args.certificate_authority else None
-    if args.server.startswith("https://") and ca is None:
-        log.warning("no --certificate-authority: the API server's certificate is not verified")
-    config = ClientConfig(server=args.server.rstrip("/"), token=token, ca_data=ca,
-                          insecure_skip_tls_verify=ca is None)
     node = NodeConfig(name=name, node_ip=args.node_ip, resources=resources,
                       runtime_version=runtime.version(), labels=_labels(args.node_labels))
     if args.runtime != "fake":
@@ -202,37 +279,77 @@ async def run_agent(args: argparse.Namespace, addons: NodeAddons | None = None) 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if args.count > 1:
-        # One shared client; its in-flight cap (watches aside) smooths start-up bursts.
-        async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}-hollow",
-                              max_inflight=64) as client:
-            await run_hollow_nodes(client, opts, args.count, args.startup_stagger, stop)
+        await run_hollow_nodes(creds, opts, args.count, args.startup_stagger, stop, data_dir)
         return
-    async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}") as client:
-        log.info("pyk8s agent: node %s, runtime %s, pod CIDR %s", name, runtime.version(),
+    identity = NodeIdentity(creds, name, user_agent=f"pyk8s-kubelet/{name}")
+    client_ca_file = args.client_ca_file or args.certificate_authority
+    try:
+        await run_node(identity, runtime, opts, stop, addons, port=args.kubelet_port,
+                       client_ca=Path(client_ca_file).read_bytes() if client_ca_file else None,
+                       rotate_server_certificates=bool(args.rotate_server_certificates))
+    except BootstrapError as e:
+        log.error("%s", e)
+        raise SystemExit(f"pyk8s agent: {e}") from None
+
+
+async def run_node(identity: NodeIdentity, runtime: Runtime, opts: KubeletOptions,
+                   stop: asyncio.Event, addons: NodeAddons | None, *, port: int,
+                   bind: str = "0.0.0.0", client_ca: bytes | None = None,
+                   rotate_server_certificates: bool = True) -> None:
+    """One node until `stop`: its client certificate (kept, or bootstrapped: a Denied /
+    Failed request raises BootstrapError), then its kubelet, kubelet server (client
+    certificates verified against `client_ca`, default the API server's CA) and
+    certificate rotation."""
+    try:
+        client = await until_stopped(identity.start(), stop)
+        if client is None:
+            return
+        node = opts.node
+        log.info("node %s: runtime %s, pod CIDR %s", node.name, runtime.version(),
                  opts.pod_cidr)
         from pyk8s.kubelet.server import KubeletServer
         kubelet = Kubelet(client, runtime, opts)
-        kserver = KubeletServer(kubelet, data_dir, args.kubelet_port)
+        kserver = KubeletServer(kubelet, Path(opts.data_dir), port, bind=bind,
+                                client_ca=client_ca or client.config.ca_data,
+                                cluster_ca=client.config.ca_data,
+                                rotate_server_certificates=rotate_server_certificates)
         node.kubelet_port = await kserver.start()
+        rotation = asyncio.create_task(identity.run(stop), name="client-certificate")
         try:
-            await _with_addons(addons, client, name, stop, kubelet.run(stop))
+            await _with_addons(addons, client, node.name, stop, kubelet.run(stop))
         finally:
+            rotation.cancel()
+            await asyncio.gather(rotation, return_exceptions=True)
             await kserver.stop()
-            await runtime.shutdown()   # no container process outlives the agent
+            await runtime.shutdown()   # no container process outlives the node
+    finally:
+        await identity.close()
 
 
 def hollow_node_names(base: str, count: int) -> list[str]:
     return [base] if count == 1 else [f"{base}-{i}" for i in range(count)]
 
 
-async def run_hollow_nodes(client: RESTClient, base: KubeletOptions, count: int,
-                           stagger: float, stop: asyncio.Event) -> None:
+# A hollow node's client: one connection for its pods watch, one for its requests (each
+# connection is a TLS handshake with the node's certificate and ~40 KB of buffers).
+HOLLOW_NODE_CONNECTIONS = 2
+
+
+async def run_hollow_nodes(creds: NodeCredentials, base: KubeletOptions, count: int,
+                           stagger: float, stop: asyncio.Event, data_dir: Path) -> None:
     """`count` kubelets on the fake runtime in this process (upstream kubemark's hollow
-    nodes): each its own Node, Lease and status loops and pod informer, one pod worker;
-    node i starts `i * stagger` seconds in, which also spreads their heartbeats."""
+    nodes): each its own client certificate (bootstrapped concurrently through one
+    shared bootstrap client and CSR watch, kept in DATA_DIR/nodes/<name>/pki, so a
+    restart reuses it) and REST client, Node, Lease and status loops and pod informer, one
+    pod worker; node i starts `i * stagger` seconds in, which also spreads their
+    heartbeats."""
     from pyk8s.kubelet.runtimes.fake import FakeRuntime
     names = hollow_node_names(base.node.name, count)
     log.info("pyk8s agent: %d hollow nodes %s … %s (runtime fake)", count, names[0], names[-1])
+    boot = (RESTClient(creds.bootstrap, user_agent=f"pyk8s-kubelet/{base.node.name}-hollow "
+                       "(bootstrap)", max_inflight=64)
+            if creds.bootstrap is not None else None)
+    watcher = CSRWatcher(boot, keep_open=True) if boot is not None else None
 
     async def one(i: int, name: str) -> None:
         if stagger > 0 and i:
@@ -241,16 +358,38 @@ async def run_hollow_nodes(client: RESTClient, base: KubeletOptions, count: int,
                 return
             except asyncio.TimeoutError:
                 pass
-        node = dataclasses.replace(base.node, name=name, labels=dict(base.node.labels))
-        opts = dataclasses.replace(base, node=node, pod_cidr=default_pod_cidr(name),
-                                   workers=1)
-        await Kubelet(client, FakeRuntime(), opts).run(stop)
+        node_creds = dataclasses.replace(creds, pki_dir=data_dir / "nodes" / name / "pki",
+                                         write_kubeconfig=False)
+        identity = NodeIdentity(node_creds, name, user_agent=f"pyk8s-kubelet/{name}",
+                                client_kw={"connection_limit": HOLLOW_NODE_CONNECTIONS},
+                                bootstrap_client=boot, watcher=watcher)
+        try:
+            client = await until_stopped(identity.start(), stop)
+            if client is None:
+                return
+            node = dataclasses.replace(base.node, name=name, labels=dict(base.node.labels))
+            opts = dataclasses.replace(base, node=node, pod_cidr=default_pod_cidr(name),
+                                       workers=1)
+            rotation = asyncio.create_task(identity.run(stop), name=f"{name}-certificate")
+            try:
+                await Kubelet(client, FakeRuntime(), opts).run(stop)
+            finally:
+                rotation.cancel()
+                await asyncio.gather(rotation, return_exceptions=True)
+        finally:
+            await identity.close()
 
-    results = await asyncio.gather(*(one(i, n) for i, n in enumerate(names)),
-                                   return_exceptions=True)
+    try:
+        results = await asyncio.gather(*(one(i, n) for i, n in enumerate(names)),
+                                       return_exceptions=True)
+    finally:
+        if watcher is not None:
+            await watcher.close()
+        if boot is not None:
+            await boot.close()
     for name, r in zip(names, results):
         if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
-            log.error("hollow node %s failed: %r", name, r)
+            log.error("hollow node %s failed: %s", name, r)
 
 
 def default_runtime() -> str:
@@ -265,7 +404,8 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
                          runtime_args: argparse.Namespace | None = None,
                          addons: NodeAddons | None = None) -> None:
     """`pyk8s up`'s own node (as k3s server's embedded agent): a kubelet in the same
-    process, with the node token; its containers stop with it."""
+    process, bootstrapping its client certificate with the node token as any agent does
+    (DATA_DIR/agent/kubelet.kubeconfig); its containers stop with it."""
     data_dir.mkdir(parents=True, exist_ok=True)
     name = (node_name or socket.gethostname()).lower()
     runtime = make_runtime(runtime_name, str(data_dir),
@@ -273,8 +413,8 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
     resources = NodeResources(cpu=os.cpu_count() or 1, memory_bytes=read_meminfo_bytes(),
                               ephemeral_bytes=filesystem_bytes(str(data_dir)), pods=110)
     ca = ca_file.read_bytes() if ca_file is not None else None
-    config = ClientConfig(server=server.rstrip("/"), token=token or None, ca_data=ca,
-                          insecure_skip_tls_verify=ca is None)
+    bootstrap = ClientConfig(server=server.rstrip("/"), token=token or None, ca_data=ca,
+                             insecure_skip_tls_verify=ca is None)
     node = NodeConfig(name=name, node_ip="127.0.0.1", resources=resources,
                       runtime_version=runtime.version(), os_image=host_os_image())
     opts = KubeletOptions(node=node, pod_cidr=default_pod_cidr(name), data_dir=str(data_dir),
@@ -282,15 +422,12 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
                           if pod_manifest_path else "")
     if runtime_args is not None:
         apply_container_runtime_args(opts, runtime_args)
-    async with RESTClient(config, user_agent=f"pyk8s-kubelet/{name}") as client:
-        log.info("local node %s, runtime %s", name, runtime.version())
-        from pyk8s.kubelet.server import KubeletServer
-        kubelet = Kubelet(client, runtime, opts)
+    creds = NodeCredentials(kubeconfig=data_dir / "kubelet.kubeconfig",
+                            pki_dir=data_dir / "pki", bootstrap=bootstrap)
+    identity = NodeIdentity(creds, name, user_agent=f"pyk8s-kubelet/{name}")
+    try:
         # An ephemeral port (Node status reports it): several `up`s may share a host.
-        kserver = KubeletServer(kubelet, data_dir, 0, bind="127.0.0.1")
-        node.kubelet_port = await kserver.start()
-        try:
-            await _with_addons(addons, client, name, stop, kubelet.run(stop))
-        finally:
-            await kserver.stop()
-            await runtime.shutdown()   # no container process outlives `pyk8s up`
+        await run_node(identity, runtime, opts, stop, addons, port=0, bind="127.0.0.1",
+                       client_ca=ca, rotate_server_certificates=ca is not None)
+    except BootstrapError as e:
+        log.error("local node: %s", e)

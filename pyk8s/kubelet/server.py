@@ -1,9 +1,14 @@
 """The kubelet's HTTPS server (upstream's port 10250): /healthz, /pods, /containerLogs,
 /exec, /attach and /portForward, for the API server's pods/log, exec, attach and
-portforward; /stats/summary and /metrics/resource (stats.py) for nodes/proxy. A
-self-signed serving certificate in the agent's data dir; bearer tokens are checked by a
-TokenReview against the API server (cached a minute) and must belong to `system:masters`
-(the API server's own token)."""
+portforward; /stats/summary and /metrics/resource (stats.py) for nodes/proxy.
+
+Its serving certificate comes from a CertificateSigningRequest for signer
+`kubernetes.io/kubelet-serving` (CN `system:node:<name>`, the node's InternalIP and host
+name as SANs; upstream's --rotate-server-certificates), stored in
+`DATA_DIR/pki/kubelet-server-current.pem` and rotated; until it is issued the server
+presents a self-signed certificate. Requests are authenticated by client certificate
+(verified against the client CA) or bearer token (TokenReview) and authorized by
+SubjectAccessReview (auth.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -23,9 +28,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pyk8s.client.rest import RESTClient, resource_path
 from pyk8s.kubelet import portforward
 from pyk8s.kubelet import crilog, streaming
+from pyk8s.kubelet.auth import (CertificateAuthenticator, SubjectAccessReviewAuthorizer,
+                                TokenAuthenticator, User, authorization_error_message,
+                                forbidden_message, request_attributes)
+from pyk8s.kubelet.certificates import (SERVING_SIGNER, CertificateStore, KeyPair, Subject,
+                                        serving_usages)
+from pyk8s.kubelet.certmanager import CertificateManager
 from pyk8s.kubelet.stats import METRICS_CONTENT_TYPE, StatsProvider
 
 if TYPE_CHECKING:
@@ -34,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyk8s.kubelet.server")
 
 Obj = dict[str, Any]
-TOKEN_CACHE_SECONDS = 60.0
+SERVING_PREFIX = "kubelet-server"
 
 
 def ensure_serving_cert(dir_: Path, node_name: str, node_ip: str) -> tuple[Path, Path]:
@@ -73,48 +83,68 @@ def _status(code: int, reason: str, message: str) -> web.Response:
     return web.Response(status=code, body=orjson.dumps(body), content_type="application/json")
 
 
-class TokenAuthenticator:
-    """TokenReview against the API server, results cached for a minute."""
-
-    def __init__(self, client: RESTClient) -> None:
-        self.client = client
-        self._cache: dict[str, tuple[float, Obj | None]] = {}
-
-    async def user(self, token: str) -> Obj | None:
-        now = time.monotonic()
-        hit = self._cache.get(token)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        review = await self.client.create(
-            resource_path("authentication.k8s.io", "v1", "tokenreviews"),
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-             "spec": {"token": token}})
-        st = review.get("status") or {}
-        user = st.get("user") if st.get("authenticated") else None
-        if len(self._cache) > 1000:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-        self._cache[token] = (now + TOKEN_CACHE_SECONDS, user)
-        return user
-
-
 class KubeletServer:
     def __init__(self, kubelet: "Kubelet", data_dir: Path, port: int,
-                 bind: str = "0.0.0.0") -> None:
+                 bind: str = "0.0.0.0", *, client_ca: bytes | None = None,
+                 cluster_ca: bytes | None = None,
+                 rotate_server_certificates: bool = True) -> None:
+        """`client_ca`: the CA bundle client certificates are verified against
+        (--client-ca-file; None: bearer tokens only). `cluster_ca`: the CA an issued
+        serving certificate must chain to (the API server's, --certificate-authority)."""
         self.kubelet = kubelet
         self.data_dir = data_dir
         self.port = port
         self.bind = bind
-        self.authn = TokenAuthenticator(kubelet.client)
+        self.client_ca = client_ca
+        self.tokens = TokenAuthenticator(kubelet.client)
+        self.certs = CertificateAuthenticator()
+        self.authorizer = SubjectAccessReviewAuthorizer(kubelet.client)
         self._runner: web.AppRunner | None = None
         self.stats = StatsProvider(kubelet, fs_path=str(data_dir))
+        self._ssl: ssl.SSLContext | None = None
+        self._stop = asyncio.Event()
+        self._rotation: asyncio.Task[None] | None = None
+        self.serving: CertificateManager | None = None
+        if rotate_server_certificates:
+            self.serving = CertificateManager(
+                kind="serving", store=CertificateStore(data_dir / "pki", SERVING_PREFIX),
+                signer=SERVING_SIGNER, subject=self._serving_subject, usages=serving_usages,
+                client=lambda: self.kubelet.client, on_update=self._serve_with,
+                ca_pem=cluster_ca)
+
+    def _serving_subject(self) -> Subject:
+        """The node's host name and InternalIP (upstream: its Hostname / DNS and IP
+        addresses)."""
+        node = self.kubelet.o.node
+        return Subject.node(node.name, dns_names=[node.name], ip_addresses=[node.node_ip])
+
+    def _serve_with(self, pair: KeyPair) -> None:
+        """New handshakes present `pair` (the context is shared by the listener)."""
+        if self._ssl is not None and self.serving is not None:
+            self._ssl.load_cert_chain(self.serving.store.current_path)
+            log.info("kubelet server: serving certificate %s from the cluster CA (valid "
+                     "until %s)", pair.common_name, pair.not_after.isoformat())
+
+    def _tls_context(self) -> ssl.SSLContext:
+        node = self.kubelet.o.node
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        issued = self.serving.store.current() if self.serving is not None else None
+        if self.serving is not None and self.serving.fits(issued):
+            self.serving.current = issued
+            ctx.load_cert_chain(self.serving.store.current_path)
+        else:
+            crt, key = ensure_serving_cert(self.data_dir / "pki", node.name, node.node_ip)
+            ctx.load_cert_chain(crt, key)
+        if self.client_ca:
+            # Client certificates are asked for, not required (bearer tokens work too).
+            ctx.load_verify_locations(cadata=self.client_ca.decode())
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> int:
         """Listen; the port actually bound (0 if the port is taken: serve nothing)."""
-        node = self.kubelet.o.node
-        crt, key = ensure_serving_cert(self.data_dir / "pki", node.name, node.node_ip)
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(crt, key)
+        ctx = self._ssl = self._tls_context()
         app = web.Application(middlewares=[self._auth_mw])
         r = app.router
         r.add_get("/healthz", self._healthz)
@@ -147,33 +177,61 @@ class KubeletServer:
         if socks:
             self.port = socks[0].getsockname()[1]
         log.info("kubelet server listening on https://%s:%d", self.bind, self.port)
+        if self.serving is not None:
+            self._rotation = asyncio.create_task(self.serving.run(self._stop),
+                                                 name="serving-certificate")
         return self.port
 
     async def stop(self) -> None:
+        self._stop.set()
+        if self._rotation is not None:
+            self._rotation.cancel()
+            await asyncio.gather(self._rotation, return_exceptions=True)
+            self._rotation = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
-    # -- authn ----------------------------------------------------------------------------
+    # -- authn / authz --------------------------------------------------------------------
+    async def authenticate(self, request: web.Request) -> User | None:
+        """The client certificate's user (the handshake verified it against the client
+        CA), else the bearer token's (TokenReview)."""
+        ssl_object = request.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der:
+            user = self.certs.user(der)
+            if user is not None:
+                return user
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        if not token:
+            return None
+        return await self.tokens.user(token)
+
     @web.middleware
     async def _auth_mw(self, request: web.Request,
                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                        ) -> web.StreamResponse:
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-        if not token:
-            return web.Response(status=401, text="Unauthorized")
+        """Upstream's InstallAuthFilter: 401 `Unauthorized` without a user, 500 when the
+        SubjectAccessReview fails, 403 `Forbidden (user=…)` when it is not allowed."""
         try:
-            user = await self.authn.user(token)
+            user = await self.authenticate(request)
         except Exception as e:
-            log.warning("TokenReview failed: %s", e)
-            return web.Response(status=401, text="Unauthorized")
+            log.warning("unable to authenticate the request due to an error: %s", e)
+            user = None
         if user is None:
             return web.Response(status=401, text="Unauthorized")
-        if "system:masters" not in (user.get("groups") or []):
-            return web.Response(
-                status=403, text=f"Forbidden (user={user.get('username')}, verb=get, "
-                                 f"resource=nodes, subresource=proxy)")
+        attrs = request_attributes(request.method, request.path, self.kubelet.name)
+        try:
+            allowed, reason = await self.authorizer.authorize(user, attrs)
+        except Exception as e:
+            log.error("authorization error (user %s, verb %s, subresource %s): %s",
+                      user.username, attrs.verb, attrs.subresource, e)
+            return web.Response(status=500, text=authorization_error_message(user, attrs))
+        if not allowed:
+            log.info("forbidden: user %s, verb %s, nodes/%s%s", user.username, attrs.verb,
+                     attrs.subresource, f" ({reason})" if reason else "")
+            return web.Response(status=403, text=forbidden_message(user, attrs))
         return await handler(request)
 
     # -- handlers -------------------------------------------------------------------------

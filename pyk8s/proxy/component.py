@@ -93,8 +93,17 @@ class Proxy:
         await self.backend.setup()
         tasks = [self.services.start(), self.slices.start()]
         try:
-            await self.services.wait_for_sync()
-            await self.slices.wait_for_sync()
+            # Until synced or stopped (informers that cannot list, e.g. forbidden, retry
+            # for ever: shutdown must not wait for them).
+            synced = asyncio.ensure_future(asyncio.gather(self.services.wait_for_sync(),
+                                                          self.slices.wait_for_sync()))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({synced, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not synced.done():
+                synced.cancel()
+                await asyncio.gather(synced, return_exceptions=True)
+                return
             log.info("proxy (%s) on node %s: informers synced", self.o.mode, self.o.node_name)
             self.dirty.set()
             last = 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 from typing import Any
 
 from pyk8s.api.errors import (StatusCause, field_duplicate, field_forbidden, field_invalid,
@@ -133,10 +134,20 @@ KNOWN_USAGES = ("signing", "digital signature", "content commitment", "key encip
                 "microsoft sgc", "netscape sgc")
 
 
+_CERT_CONDITION_TYPES = ("Approved", "Denied", "Failed")   # status True only, never removed
+LEGACY_UNKNOWN_SIGNER = "kubernetes.io/legacy-unknown"
+
+
 class CSRStrategy(Strategy):
+    """Upstream's csrStrategy and its status / approval strategies: the requesting user
+    is recorded in the spec; the spec never changes after creation; the main resource keeps
+    the status; /status may set status.certificate (once) and conditions other than
+    Approved / Denied; /approval changes only the conditions. Approved, Denied and Failed
+    conditions are never removed."""
+
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)
-        obj.pop("status", None)
+        obj.pop("status", None)  # no pre-approved requests
 
     def set_user(self, obj: Obj, user: Any) -> None:
         """Upstream: the requesting user is recorded in the spec, whatever was sent."""
@@ -151,92 +162,215 @@ class CSRStrategy(Strategy):
         if user.groups:
             spec["groups"] = list(user.groups)
         if user.extra:
-            spec["extra"] = copy.deepcopy(user.extra)
+            spec["extra"] = {k: list(v) for k, v in user.extra.items()}
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
-        super().prepare_for_update(new, old)
+        super().prepare_for_update(new, old)   # keeps the status
         new["spec"] = copy.deepcopy(old.get("spec") or {})
 
     def prepare_for_status_update(self, new: Obj, old: Obj) -> Obj:
-        """/status may change anything in status but the approval conditions."""
+        """/status may change anything in status; Approved / Denied conditions keep their
+        old values (adding or removing them fails validation)."""
         result = super().prepare_for_status_update(new, old)
-        conds = [c for c in ((old.get("status") or {}).get("conditions") or [])
-                 if c.get("type") in ("Approved", "Denied")]
-        others = [c for c in ((result.get("status") or {}).get("conditions") or [])
-                  if c.get("type") not in ("Approved", "Denied")]
-        if conds or others:
-            result.setdefault("status", {})["conditions"] = conds + others
+        conds = _conditions(result)
+        for t in ("Approved", "Denied"):
+            old_idx = [i for i, c in enumerate(_conditions(old)) if c.get("type") == t]
+            new_idx = [i for i, c in enumerate(conds) if c.get("type") == t]
+            if len(old_idx) == len(new_idx):
+                for o, n in zip(old_idx, new_idx):
+                    conds[n] = copy.deepcopy(_conditions(old)[o])
+        _default_and_stamp_conditions(result, old)
         return result
 
     def prepare_for_approval(self, new: Obj, old: Obj) -> Obj:
         """/approval changes only status.conditions."""
         result = copy.deepcopy(old)
-        conds = (new.get("status") or {}).get("conditions")
+        conds = copy.deepcopy((new.get("status") or {}).get("conditions"))
         if conds:
             result.setdefault("status", {})["conditions"] = conds
         else:
             (result.get("status") or {}).pop("conditions", None)
         result["metadata"]["resourceVersion"] = new.get("metadata", {}).get("resourceVersion")
-        for c in conds or []:
-            c.setdefault("status", "True")
-            c.setdefault("lastUpdateTime", _now())
-            c.setdefault("lastTransitionTime", c["lastUpdateTime"])
+        _default_and_stamp_conditions(result, old)
         return result
 
     def validate(self, obj: Obj, old: Obj | None = None) -> list[StatusCause]:
         errs = super().validate(obj, old)
+        if old is not None:  # the main resource changes metadata only
+            return errs
         spec = obj.get("spec") or {}
-        if old is None:
-            req = spec.get("request")
-            if not req:
-                errs.append(field_required("spec.request"))
-            else:
-                try:
-                    pem = base64.b64decode(req, validate=True)
-                    if b"CERTIFICATE REQUEST" not in pem:
-                        raise ValueError
-                except Exception:
-                    errs.append(field_invalid("spec.request", "<bytes>",
-                                              "PEM block type must be CERTIFICATE REQUEST"))
-            if not spec.get("signerName"):
-                errs.append(field_required("spec.signerName"))
-            elif "/" not in spec["signerName"]:
-                errs.append(field_invalid("spec.signerName", spec["signerName"],
-                                          "must be a fully qualified domain and path of the "
-                                          "form 'example.com/signer-name'"))
-            usages = spec.get("usages") or []
-            if not usages:
-                errs.append(field_required("spec.usages"))
-            for i, u in enumerate(usages):
-                if u not in KNOWN_USAGES:
-                    errs.append(field_not_supported(f"spec.usages[{i}]", u, list(KNOWN_USAGES)))
-            es = spec.get("expirationSeconds")
-            if es is not None and (not isinstance(es, int) or es < 600):
-                errs.append(field_invalid("spec.expirationSeconds", es,
-                                          "may not specify a duration less than 600 seconds "
-                                          "(10 minutes)"))
+        req = spec.get("request")
+        if not req:
+            errs.append(field_required("spec.request"))
+        elif (problem := _csr_request_problem(req)) is not None:
+            errs.append(field_invalid("spec.request", "<bytes>", problem))
+        signer = spec.get("signerName")
+        if not signer:
+            errs.append(field_required("spec.signerName"))
+        elif signer == LEGACY_UNKNOWN_SIGNER:
+            errs.append(field_invalid("spec.signerName", signer,
+                                      "the legacy signerName is not allowed via this API "
+                                      "version"))
+        elif "/" not in signer:
+            errs.append(field_invalid("spec.signerName", signer,
+                                      "must be a fully qualified domain and path of the "
+                                      "form 'example.com/signer-name'"))
+        usages = spec.get("usages") or []
+        if not usages:
+            errs.append(field_required("spec.usages"))
+        seen: set[str] = set()
+        for i, u in enumerate(usages):
+            if u not in KNOWN_USAGES:
+                errs.append(field_not_supported(f"spec.usages[{i}]", u, sorted(KNOWN_USAGES)))
+            elif u in seen:
+                errs.append(field_duplicate(f"spec.usages[{i}]", u))
+            seen.add(u)
+        es = spec.get("expirationSeconds")
+        if es is not None and (not isinstance(es, int) or es < 600):
+            errs.append(field_invalid("spec.expirationSeconds", es,
+                                      "may not specify a duration less than 600 seconds "
+                                      "(10 minutes)"))
         return errs + validate_csr_conditions(obj)
 
     def validate_status(self, obj: Obj, old: Obj) -> list[StatusCause]:
-        return validate_csr_conditions(obj)
+        return validate_csr_update(obj, old, approval=False)
+
+    def validate_approval(self, obj: Obj, old: Obj) -> list[StatusCause]:
+        return validate_csr_update(obj, old, approval=True)
 
 
-def validate_csr_conditions(obj: Obj) -> list[StatusCause]:
+def _conditions(obj: Obj) -> list[Obj]:
+    return ((obj.get("status") or {}).get("conditions")) or []
+
+
+def _default_and_stamp_conditions(new: Obj, old: Obj) -> None:
+    """v1 defaulting (status True) and upstream's populateConditionTimestamps."""
+    now = _now()
+    for c in _conditions(new):
+        if not isinstance(c, dict):
+            continue
+        if not c.get("status"):
+            c["status"] = "True"
+        c.setdefault("lastUpdateTime", now)
+        if not c.get("lastTransitionTime"):
+            c["lastTransitionTime"] = next(
+                (o["lastTransitionTime"] for o in _conditions(old)
+                 if o.get("type") == c.get("type") and o.get("status") == c.get("status")
+                 and o.get("lastTransitionTime")), now)
+
+
+def _csr_request_problem(request: Any) -> str | None:
+    """Why spec.request (base64 of PEM) is not a signed PKCS#10 request, or None."""
+    from cryptography import x509
+    try:
+        pem = base64.b64decode(request, validate=True)
+    except Exception:
+        return "PEM block type must be CERTIFICATE REQUEST"
+    start = pem.find(b"-----BEGIN ")
+    if start < 0 or not pem[start:].startswith(b"-----BEGIN CERTIFICATE REQUEST-----"):
+        return "PEM block type must be CERTIFICATE REQUEST"
+    try:
+        csr = x509.load_pem_x509_csr(pem[start:])
+    except ValueError as e:
+        return f"asn1: {e}"
+    try:
+        if not csr.is_signature_valid:
+            return "x509: signature verification failure"
+    except Exception as e:  # an unsupported signature algorithm
+        return str(e)
+    return None
+
+
+def _certificate_problem(value: Any) -> str | None:
+    """Why status.certificate (base64 of PEM) is not CERTIFICATE blocks only (upstream's
+    validateCertificate), or None."""
+    from cryptography import x509
+    if not value:
+        return None
+    try:
+        pem = base64.b64decode(value, validate=True).decode("ascii")
+    except Exception:
+        return "must contain at least one CERTIFICATE PEM block"
+    blocks = re.findall(r"-----BEGIN ([^-]*)-----\r?\n(.*?)-----END \1-----", pem, re.S)
+    if not blocks:
+        return "must contain at least one CERTIFICATE PEM block"
+    for kind, body in blocks:
+        if kind != "CERTIFICATE":
+            return f'only CERTIFICATE PEM blocks are allowed, found "{kind}"'
+        if ":" in body.split("\n", 1)[0]:  # "Name: value" header lines
+            return "no PEM block headers are permitted"
+        try:
+            x509.load_pem_x509_certificate(
+                f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n".encode())
+        except ValueError as e:
+            return f"x509: malformed certificate: {e}"
+    return None
+
+
+def validate_csr_conditions(obj: Obj, old: Obj | None = None) -> list[StatusCause]:
+    """Upstream's validateConditions (tolerating what the stored object already has)."""
     errs: list[StatusCause] = []
-    types: set[str] = set()
-    for i, c in enumerate((obj.get("status") or {}).get("conditions") or []):
-        t = c.get("type")
-        if not t:
-            errs.append(field_required(f"status.conditions[{i}].type"))
-        elif t in ("Approved", "Denied", "Failed") and t in types:
-            errs.append(field_duplicate(f"status.conditions[{i}].type", t))
-        types.add(str(t))
-        if t in ("Approved", "Denied") and c.get("status") not in (None, "True"):
-            errs.append(field_not_supported(f"status.conditions[{i}].status",
-                                            c.get("status"), ["True"]))
-    if "Approved" in types and "Denied" in types:
-        errs.append(field_invalid("status.conditions", "Approved",
-                                  "Approved and Denied conditions are mutually exclusive"))
+    old_conds = _conditions(old) if old is not None else []
+    old_types = [c.get("type") for c in old_conds]
+    allow_both = "Approved" in old_types and "Denied" in old_types
+    allow_dup = len(old_types) != len(set(old_types))
+    allow_empty = "" in old_types or None in old_types
+    seen: set[str] = set()
+    approved = denied = False
+    for i, c in enumerate(_conditions(obj)):
+        p = f"status.conditions[{i}]"
+        t = c.get("type") or ""
+        if not t and not allow_empty:
+            errs.append(field_required(f"{p}.type"))
+        st = c.get("status")
+        allowed = ["True"] if t in _CERT_CONDITION_TYPES else ["False", "True", "Unknown"]
+        if not st:
+            errs.append(field_required(f"{p}.status"))
+        elif st not in allowed:
+            errs.append(field_not_supported(f"{p}.status", st, allowed))
+        if not allow_both and t in ("Approved", "Denied"):
+            approved, denied = approved or t == "Approved", denied or t == "Denied"
+            if approved and denied:
+                errs.append(field_invalid(f"{p}.type", t,
+                                          "Approved and Denied conditions are mutually "
+                                          "exclusive"))
+        if not allow_dup and t in seen:
+            errs.append(field_duplicate(f"{p}.type", t))
+        seen.add(t)
+    return errs
+
+
+def validate_csr_update(new: Obj, old: Obj, approval: bool) -> list[StatusCause]:
+    """Upstream's ValidateCertificateSigningRequest{Status,Approval}Update: /status may set
+    status.certificate once, /approval may add or change Approved / Denied conditions;
+    neither may remove an Approved, Denied or Failed condition."""
+    errs = validate_csr_conditions(new, old)
+    new_cert = (new.get("status") or {}).get("certificate")
+    old_cert = (old.get("status") or {}).get("certificate")
+    if new_cert != old_cert and _certificate_problem(old_cert) is None and \
+            (problem := _certificate_problem(new_cert)) is not None:
+        errs.append(field_invalid("status.certificate", "<certificate data>", problem))
+    for t in _CERT_CONDITION_TYPES:
+        old_c = [c for c in _conditions(old) if c.get("type") == t]
+        new_c = [c for c in _conditions(new) if c.get("type") == t]
+        if len(new_c) < len(old_c):
+            errs.append(field_forbidden("status.conditions",
+                                        f'updates may not remove a condition of type "{t}"'))
+        elif not approval and t != "Failed":
+            if len(new_c) > len(old_c):
+                errs.append(field_forbidden("status.conditions",
+                                            f'updates may not add a condition of type "{t}"'))
+            elif new_c != old_c:
+                errs.append(field_forbidden("status.conditions",
+                                            f'updates may not modify a condition of type '
+                                            f'"{t}"'))
+    if (new_cert or "") != (old_cert or ""):
+        if approval:
+            errs.append(field_forbidden("status.certificate",
+                                        "updates may not set certificate content"))
+        elif old_cert:
+            errs.append(field_forbidden("status.certificate",
+                                        "updates may not modify existing certificate content"))
     return errs
 
 

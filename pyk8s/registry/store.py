@@ -450,7 +450,9 @@ class Store:
             if want_rv and want_rv != old["metadata"]["resourceVersion"]:
                 raise self._conflict(name)
             new_obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
-            if new_obj == old:
+            # A no-op is skipped, unless storage read a stale value (written with an older
+            # encryption key): then it is rewritten, as upstream's GuaranteedUpdate does.
+            if new_obj == old and not kv.stale:
                 result["obj"] = old
                 return None
             md = new_obj["metadata"]
@@ -524,7 +526,7 @@ class Store:
             causes = []  # the binding handler changed only spec.nodeName and a condition
         elif subresource == "approval" and hasattr(self.strategy, "prepare_for_approval"):
             new = self.strategy.prepare_for_approval(new, old)
-            causes = self.strategy.validate_status(new, old)
+            causes = self.strategy.validate_approval(new, old)
         elif subresource == "finalize" and isinstance(self.strategy, NamespaceStrategy):
             new = self.strategy.prepare_for_finalize(new, old)
             causes = []
@@ -549,7 +551,7 @@ class Store:
                 attrs.object = new
                 await self.admission.validate(attrs)
             return self._checked(name, new, causes)
-        if not causes and self.admission is not None and subresource == "status":
+        if not causes and self.admission is not None and subresource in ("status", "approval"):
             attrs = self._attrs("UPDATE", old["metadata"].get("namespace"), name, new, old,
                                 subresource, user, dry_run)
             await self.admission.admit(attrs)

@@ -58,8 +58,6 @@ class Scheduler:
         self.record_scheduled = record_scheduled_events
         self.pods = factory.pods()
         self.nodes = factory.nodes()
-        self.priority_classes = factory.informer("scheduling.k8s.io", "v1", "priorityclasses",
-                                                 namespaced=False)
         self.pdbs = factory.informer("policy", "v1", "poddisruptionbudgets")
         self.claims = factory.informer("", "v1", "persistentvolumeclaims")
         self.volumes = factory.informer("", "v1", "persistentvolumes", namespaced=False)
@@ -99,19 +97,9 @@ class Scheduler:
             in self.frameworks
 
     def pod_info(self, pod: Obj) -> PodInfo:
-        pi = PodInfo(pod)
-        spec = pod.get("spec") or {}
-        cls = spec.get("priorityClassName")
-        if spec.get("priority") is None:
-            pc = self.priority_classes.store.get_by_name(None, cls) if cls else None
-            if pc is None and not cls:
-                pc = next((c for c in self.priority_classes.store.list()
-                           if c.get("globalDefault")), None)
-            if pc is not None:
-                pi.priority = int(pc.get("value") or 0)
-                if "preemptionPolicy" not in spec and pc.get("preemptionPolicy"):
-                    pi.spec = dict(spec, preemptionPolicy=pc["preemptionPolicy"])
-        return pi
+        """The pod's priority is `spec.priority`, which the Priority admission plugin set
+        from its PriorityClass (upstream's scheduler reads no PriorityClasses either)."""
+        return PodInfo(pod)
 
     def _pod_add(self, pod: Obj) -> None:
         if _terminal(pod):
@@ -174,7 +162,7 @@ class Scheduler:
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
-        for inf in (self.pods, self.nodes, self.priority_classes, self.pdbs, self.claims,
+        for inf in (self.pods, self.nodes, self.pdbs, self.claims,
                     self.volumes, self.storage_classes):
             await inf.wait_for_sync()
         log.info("scheduler: caches synced (%d nodes, %d pending pods)",

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from .interface import (Event, KeyExists, KeyNotFound, KeyValue, RevisionCompacted,
-                        RevisionConflict, Storage, StorageError, StorageUnavailable)
+                        RevisionConflict, Storage, StorageError, StorageInternalError,
+                        StorageUnavailable, UnreadableValues)
 
 __all__ = ["Event", "KeyExists", "KeyNotFound", "KeyValue", "RevisionCompacted",
-           "RevisionConflict", "Storage", "StorageError", "StorageUnavailable",
-           "open_storage"]
+           "RevisionConflict", "Storage", "StorageError", "StorageInternalError",
+           "StorageUnavailable", "UnreadableValues", "open_storage"]
 
 
 async def open_storage(kind: str, data_dir: str | None = None, *,

@@ -8,7 +8,7 @@ strictly increasing cluster-wide revision. Modelled on upstream's
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable, Literal
 
 
@@ -45,12 +45,36 @@ class StorageUnavailable(StorageError):
     """The backend cannot be reached (for example etcd down)."""
 
 
+class StorageInternalError(StorageError):
+    """A stored value cannot be read back (a value transformer failed: encryption key
+    missing or wrong); upstream's storage.InternalError. The API answers 500 InternalError
+    with this message."""
+
+
+class UnreadableValues(StorageInternalError):
+    """A list found values it cannot read (`errors`: key → message). `readable` and
+    `revision` are the rest of the list, for a consumer that goes on without them (the
+    watch cache logs and skips them; upstream's list fails as a whole)."""
+
+    def __init__(self, prefix: str, readable: list["KeyValue"], revision: int,
+                 errors: dict[str, str]) -> None:
+        first = next(iter(errors.items()))
+        super().__init__(prefix, f'unable to transform key "{first[0]}": {first[1]}' +
+                         (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+        self.readable = readable
+        self.revision = revision
+        self.errors = errors
+
+
 @dataclass(frozen=True)
 class KeyValue:
     key: str
     value: bytes
     mod_revision: int
     create_revision: int
+    # Read through a value transformer other than the one writes use now (encryption at
+    # rest after a key rotation): an update must rewrite it even when nothing changed.
+    stale: bool = field(default=False, compare=False)
 
 
 EventType = Literal["PUT", "DELETE", "PROGRESS"]  # PROGRESS: only from watch_with_progress

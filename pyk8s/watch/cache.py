@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
-from pyk8s.storage.interface import Event, RevisionCompacted, Storage
+from pyk8s.storage.interface import Event, RevisionCompacted, Storage, UnreadableValues
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,12 @@ class ResourceCache:
         # Every event of this resource with rv > window_start is in `events`.
         self.window_start = window_start
         self.watchers: set[Watcher] = set()
+        # The revision of the last event applied: in-server indexes built from `objects`
+        # (the RBAC authorizer's) compare it to know when to rebuild.
+        self.rev = 0
 
     def apply(self, ev: CacheEvent) -> None:
+        self.rev = ev.rv
         if ev.type == "DELETED":
             self.objects.pop(ev.key, None)
         else:
@@ -215,13 +219,22 @@ class WatchCache:
                 w.close(reason)
 
     async def _load(self) -> None:
-        kvs, rev = await self.storage.list(ROOT)
+        try:
+            kvs, rev = await self.storage.list(ROOT)
+        except UnreadableValues as e:  # e.g. encrypted with a key this server lacks
+            for key, why in e.errors.items():
+                log.error("watch cache: skipping %s: %s", key, why)
+            kvs, rev = e.readable, e.revision
         self.resources = {}
         self.processed_rev = rev
         self._start_rev = rev
         for kv in kvs:
-            rc = self.resource(resource_prefix(kv.key))
-            rc.objects[kv.key] = decode(kv.value, kv.mod_revision)
+            try:
+                obj = decode(kv.value, kv.mod_revision)
+            except orjson.JSONDecodeError as err:
+                log.error("watch cache: skipping %s: not a JSON object: %s", kv.key, err)
+                continue
+            self.resource(resource_prefix(kv.key)).objects[kv.key] = obj
         self._ready.set()
 
     async def _run(self) -> None:
@@ -262,11 +275,16 @@ class WatchCache:
     def _apply(self, sev: Event) -> None:
         rc = self.resource(resource_prefix(sev.key))
         prev = rc.objects.get(sev.key)
-        if sev.type == "DELETE":
+        try:
             obj = decode(sev.value, sev.revision)
+        except orjson.JSONDecodeError as err:
+            log.error("watch cache: skipping the %s of %s at revision %d: not a JSON object: "
+                      "%s", sev.type, sev.key, sev.revision, err)
+            self.processed_rev = sev.revision
+            return
+        if sev.type == "DELETE":
             ev = CacheEvent("DELETED", sev.key, obj, prev, sev.revision)
         else:
-            obj = decode(sev.value, sev.revision)
             ev = CacheEvent("ADDED" if prev is None else "MODIFIED", sev.key, obj, prev,
                             sev.revision)
         rc.apply(ev)

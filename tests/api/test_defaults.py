@@ -55,7 +55,7 @@ def test_pod_snapshot() -> None:
             "volumes": [{"name": "cfg", "configMap": {"name": "cfg", "defaultMode": 420}},
                         {"name": "tmp", "emptyDir": {}}],
             **POD_SPEC_DEFAULTS,
-            "enableServiceLinks": True, "priority": 0, "preemptionPolicy": "PreemptLowerPriority",
+            "enableServiceLinks": True,
         }}
 
 

@@ -276,6 +276,18 @@ def test_name_rules_per_kind(group: str, kind: str, name: str, message: str) -> 
     assert ("metadata.name", message) in errs(group, kind, obj)
 
 
+def test_csr_names_are_free_form() -> None:
+    """Kubelets name their CSRs `node-csr-<base64url digest>` (capitals, underscores):
+    upstream's ValidateCertificateRequestName accepts any name."""
+    csr = defaulted(("certificates.k8s.io", "v1", "CertificateSigningRequest"))
+    csr["metadata"]["name"] = "node-csr-Ld7SJ_5wFpRcNw7xszC3cJ1rFYx4x0sOT0jW-3Ub3yM"
+    assert not [e for e in errs("certificates.k8s.io", "CertificateSigningRequest", csr)
+                if e[0] == "metadata.name"]
+    csr["metadata"]["name"] = "a/b"
+    assert ("metadata.name", 'Invalid value: "a/b": may not contain \'/\'') in \
+        errs("certificates.k8s.io", "CertificateSigningRequest", csr)
+
+
 def test_generate_name_prefix_may_end_with_dash() -> None:
     cm = defaulted(("", "v1", "ConfigMap"))
     cm["metadata"]["generateName"] = "web-"

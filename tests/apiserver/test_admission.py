@@ -182,8 +182,9 @@ async def test_admission_sees_user_and_delete(server: APIServer) -> None:
 
 async def test_csr_approval_and_user(server: APIServer) -> None:
     csrs = store(server, "certificates.k8s.io", "certificatesigningrequests")
+    from tests.apiserver.test_csr import request  # a signed PKCS#10 request
     body = {"metadata": {"name": "c"}, "spec": {
-        "request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K",
+        "request": request(),
         "signerName": "example.com/x", "usages": ["client auth"], "username": "mallory"}}
     obj, _ = await csrs.create(None, body, user=UserInfo("alice", groups=("devs",)))
     assert obj["spec"]["username"] == "alice" and obj["spec"]["groups"] == ["devs"]
@@ -259,8 +260,10 @@ async def test_disable_admission_plugins() -> None:
     await s.start()
     try:
         assert [p.name for p in s.admission.plugins] == [
-            "NamespaceLifecycle", "LimitRanger", "DefaultStorageClass",
-            "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ResourceQuota"]
+            "NamespaceLifecycle", "LimitRanger", "NodeRestriction", "Priority",
+            "DefaultStorageClass", "CertificateApproval", "CertificateSigning",
+            "CertificateSubjectRestriction", "MutatingAdmissionWebhook",
+            "ValidatingAdmissionWebhook", "ResourceQuota"]
         obj, _ = await store(s, "", "pods").create("default", pod())
         assert "serviceAccountName" not in obj["spec"] and "tolerations" not in obj["spec"]
     finally:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from pyk8s.client.informer import SharedInformer
-from pyk8s.controllers.persistentvolume import PersistentVolumeController
+from pyk8s.controllers.persistentvolume import (PersistentVolumeController,
+                                                ensure_default_storage_class)
 from pyk8s.controllers.persistentvolume_util import (ANN_BIND_COMPLETED,
                                                      ANN_BOUND_BY_CONTROLLER,
                                                      ANN_PROVISIONED_BY, find_best_match,
@@ -333,13 +334,13 @@ async def test_external_provisioner_and_lost_claim(h: Harness) -> None:
 
 
 async def test_default_class_created_once(h: Harness) -> None:
-    await h.ctrl.ensure_default_class()
+    await ensure_default_storage_class(h.client)
     (sc,) = h.client.stored("storage.k8s.io", "storageclasses")
     assert sc["metadata"]["name"] == "local-path"
     assert sc["provisioner"] == "rancher.io/local-path"
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == \
         "true"
     sc["reclaimPolicy"] = "Retain"                       # an admin's change stays
-    await h.ctrl.ensure_default_class()
+    await ensure_default_storage_class(h.client)
     (sc,) = h.client.stored("storage.k8s.io", "storageclasses")
     assert sc["reclaimPolicy"] == "Retain"

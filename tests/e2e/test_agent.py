@@ -107,9 +107,12 @@ def test_node_registers_ready(cluster: tuple[ServerProcess, AgentProcess]) -> No
     assert {"type": "Hostname", "address": NODE} in st["addresses"]
     ready_cond = next(c for c in st["conditions"] if c["type"] == "Ready")
     assert ready_cond["reason"] == "KubeletReady"
-    # The node token authenticates (as system:node, group system:nodes); others do not.
+    # The node token is a bootstrap identity (CSRs only); the kubelet runs as
+    # system:node:<name> with the client certificate it asked for; wrong tokens are 401.
     node_token = (up.data_dir / "node-token").read_text().strip()
-    assert up.get("/api/v1/nodes", token=node_token).status == 200
+    assert up.get("/api/v1/nodes", token=node_token).status == 403
+    assert up.get("/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                  token=node_token).status == 200
     assert up.get("/api/v1/nodes", token="wrong").status == 401
 
 

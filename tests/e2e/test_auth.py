@@ -8,8 +8,13 @@ def test_service_account_token_lifecycle(server: ServerProcess) -> None:
     server.kubectl("create", "serviceaccount", "robot")
     token = server.kubectl("create", "token", "robot").stdout.strip()
     assert token.count(".") == 2
-    r = server.get("/api/v1/namespaces/default/configmaps", token=token)
-    assert r.status == 200, r
+    # authenticated (system:basic-user lets it ask who it is), not authorized for more
+    r = server.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                    {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+                    token=token)
+    assert r.status == 201, r
+    assert r.json()["status"]["userInfo"]["username"] == "system:serviceaccount:default:robot"
+    assert server.get("/api/v1/namespaces/default/configmaps", token=token).status == 403
     review = server.post("/apis/authentication.k8s.io/v1/tokenreviews",
                          {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
                           "spec": {"token": token}}).json()

@@ -37,10 +37,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
             else:
                 os.environ[k] = v
     try:
-        wait_for("node Ready", lambda: any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in up.get("/api/v1/nodes/jobs-1").json().get("status", {}).get("conditions")
-            or []), timeout=30)
+        def node_ready() -> bool:
+            r = up.get("/api/v1/nodes/jobs-1")  # 404 until the kubelet has its certificate
+            return r.status == 200 and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (r.json().get("status") or {}).get("conditions") or [])
+        wait_for("node Ready", node_ready, timeout=30)
         yield up
     finally:
         up.stop()

@@ -40,8 +40,9 @@ def test_health_and_version_without_token(server: ServerProcess) -> None:
 
 
 def test_requests_without_valid_token_get_401(server: ServerProcess) -> None:
-    assert_status(server.get("/api/v1/namespaces", token=None), 401, "Unauthorized")
     assert_status(server.get("/api/v1/namespaces", token="wrong"), 401, "Unauthorized")
+    # no credentials at all: system:anonymous, whom RBAC lets read only /version and health
+    assert_status(server.get("/api/v1/namespaces", token=None), 403, "Forbidden")
 
 
 def test_default_namespaces_exist(server: ServerProcess) -> None:

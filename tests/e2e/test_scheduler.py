@@ -232,11 +232,16 @@ def test_preemption(cluster: ServerProcess) -> None:
         "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
         "metadata": {"name": "pe-high"}, "value": 1000})
     assert r.status == 201, r
+    # The pod's preemptionPolicy comes from its class (the Priority admission plugin).
+    r = cluster.post("/apis/scheduling.k8s.io/v1/priorityclasses", {
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": "pe-high-never"}, "value": 1000, "preemptionPolicy": "Never"})
+    assert r.status == 201, r
     make_node(cluster, "pe-node", "pe", cpu="1")
     make_pod(cluster, "pe-low", "pe", cpu="800m")
     assert node_of(cluster, "pe-low") == "pe-node"
-    make_pod(cluster, "pe-never", "pe", cpu="800m", priorityClassName="pe-high",
-             preemptionPolicy="Never")
+    make_pod(cluster, "pe-never", "pe", cpu="800m", priorityClassName="pe-high-never")
+    assert get_pod(cluster, "pe-never")["spec"]["preemptionPolicy"] == "Never"
     msg = unschedulable_message(cluster, "pe-never")
     assert "Insufficient cpu" in msg and "preemption: not eligible" in msg, msg
     make_pod(cluster, "pe-high", "pe", cpu="800m", priorityClassName="pe-high")

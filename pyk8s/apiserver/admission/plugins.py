@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyk8s.apiserver.admission.certificates import (CertificateApproval, CertificateSigning,
+                                                    CertificateSubjectRestriction)
 from pyk8s.apiserver.admission.chain import Attributes, Chain
 from pyk8s.apiserver.admission.defaultstorageclass import DefaultStorageClass
 from pyk8s.apiserver.admission.defaulttolerationseconds import DefaultTolerationSeconds
 from pyk8s.apiserver.admission.limitranger import LimitRanger
 from pyk8s.apiserver.admission.namespacelifecycle import NamespaceLifecycle
+from pyk8s.apiserver.admission.noderestriction import NodeRestriction
+from pyk8s.apiserver.admission.priority import Priority
 from pyk8s.apiserver.admission.resourcequota import ResourceQuota
 from pyk8s.apiserver.admission.serviceaccount import ServiceAccount
 from pyk8s.apiserver.admission.webhook import Webhooks
 
-ORDER = ("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "DefaultStorageClass",
-         "DefaultTolerationSeconds", "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook",
-         "ResourceQuota")
+ORDER = ("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction",
+         "Priority", "DefaultStorageClass", "DefaultTolerationSeconds", "CertificateApproval",
+         "CertificateSigning", "CertificateSubjectRestriction", "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ResourceQuota")
 
 
 def admission_chain(server: Any) -> Chain:
@@ -30,8 +34,13 @@ def admission_chain(server: Any) -> Chain:
         NamespaceLifecycle(server.check_namespace, namespaced),
         LimitRanger(server.list_objects),
         ServiceAccount(),
+        NodeRestriction(server),
+        Priority(server.list_objects),
         DefaultStorageClass(server.list_objects),
         DefaultTolerationSeconds(),
+        CertificateApproval(server),
+        CertificateSigning(server),
+        CertificateSubjectRestriction(),
         Webhooks(server, mutating=True),
         Webhooks(server, mutating=False),
         ResourceQuota(server),
