@@ -13,8 +13,7 @@ from pyk8s.api import errors, meta
 from pyk8s.apiserver import negotiation as neg
 from pyk8s.apiserver.admission.chain import Attributes as AdmissionAttributes
 from pyk8s.apiserver.authn import ADMIN, ISSUER, UserInfo
-from pyk8s.apiserver.authz.attributes import (Attributes, Decision, NonResourceRule,
-                                              ResourceRule)
+from pyk8s.apiserver.authz.attributes import Attributes, Decision
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.responses import json_response
 
@@ -137,13 +136,7 @@ def _rules_review(server: "APIServer", user: UserInfo, body: Obj) -> Obj:
         return {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
                 "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
                 "incomplete": False}
-    resource, non_resource, incomplete, error = server.rbac.rules_for(user, namespace)
-    modes = server.config.authorization_modes
-    if "AlwaysAllow" in modes:  # upstream's alwaysAllow rules
-        resource.insert(0, ResourceRule(["*"], ["*"], ["*"]))
-        non_resource.insert(0, NonResourceRule(["*"], ["*"]))
-    # A webhook can't list its rules: the answer is incomplete, as upstream.
-    incomplete = incomplete or "Webhook" in modes
+    resource, non_resource, incomplete, error = server.authorizer.rules_for(user, namespace)
     status: Obj = {"resourceRules": [r.as_dict() for r in resource],
                    "nonResourceRules": [r.as_dict() for r in non_resource],
                    "incomplete": incomplete}

@@ -507,8 +507,12 @@ def node_addons(args: argparse.Namespace, runtime: str) -> Any:
     """The proxy and DNS beside a node's kubelet (pyk8s/cli/nodeaddons.py)."""
     from pyk8s.cli.nodeaddons import run_node_addons
 
+    # The add-ons' certificates live beside the node's: DATA_DIR/agent/pki in `up`.
+    agent_dir = Path(args.data_dir).resolve() / ("agent" if args.command == "up" else "")
+    pki_dir = agent_dir / "pki"
+
     def start(client: Any, node_name: str, stop: asyncio.Event) -> Any:
-        return run_node_addons(client, node_name, runtime, args, stop)
+        return run_node_addons(client, node_name, runtime, args, stop, pki_dir)
     return start
 
 

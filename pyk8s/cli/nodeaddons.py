@@ -15,12 +15,15 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+from pathlib import Path
+from typing import Any, Awaitable, TypeVar
 
 from pyk8s.client.rest import ApiError, RESTClient
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_RANGE = "10.96.0.0/12"
+T = TypeVar("T")
 
 
 def add_node_addon_args(p: argparse.ArgumentParser) -> None:
@@ -65,33 +68,73 @@ async def _node_pod_cidr(client: RESTClient, node: str, stop: asyncio.Event) -> 
 
 
 async def run_node_addons(client: RESTClient, node_name: str, runtime: str,
-                          args: argparse.Namespace, stop: asyncio.Event) -> None:
-    """The proxy and DNS of node `node_name` until `stop`."""
+                          args: argparse.Namespace, stop: asyncio.Event,
+                          pki_dir: Path | None = None) -> None:
+    """The proxy and DNS of node `node_name` until `stop`, each with its own identity
+    (pyk8s/cli/addonidentity.py), asked for by the node (`client`) and kept in `pki_dir`."""
+    from pyk8s.cli.addonidentity import DNS, PROXY, AddonIdentity, addon_identity
     tasks: list[asyncio.Task[None]] = []
+    identities: list[AddonIdentity] = []
+
+    async def identity(prefix: str, subject: Any) -> RESTClient:
+        ident = await addon_identity(client, pki_dir, prefix, subject,
+                                     user_agent=f"pyk8s-{prefix}/{node_name}")
+        identities.append(ident)
+        tasks.append(asyncio.create_task(ident.run(stop), name=f"{prefix}-certificate"))
+        return ident.client
+
     mode = proxy_mode(getattr(args, "proxy_mode", "auto"), runtime)
-    if mode != "none":
-        from pyk8s.proxy.component import ProxyOptions, default_chain_prefix, run_proxy
-        bridge = getattr(args, "cni_bridge", "cni0") or "cni0"
-        cidr = getattr(args, "cluster_cidr", "") or ""
-        o = ProxyOptions(node_name=node_name, mode=mode,
-                         chain_prefix=args.proxy_chain_prefix or default_chain_prefix(bridge),
-                         cluster_cidrs=[c.strip() for c in cidr.split(",") if c.strip()],
-                         vip_interface=getattr(args, "proxy_vip_interface", ""))
-        tasks.append(asyncio.create_task(run_proxy(client, stop, o), name="proxy"))
-    if runtime == "oci" and not getattr(args, "disable_dns", False):
-        tasks.append(asyncio.create_task(_run_dns(client, node_name, args, stop), name="dns"))
-    if not tasks:
-        return
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    for t, r in zip(tasks, results):
-        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
-            log.error("%s failed: %r", t.get_name(), r)
+    run_dns_server = runtime == "oci" and not getattr(args, "disable_dns", False)
+    try:
+        if mode != "none":
+            from pyk8s.proxy.component import ProxyOptions, default_chain_prefix, run_proxy
+            bridge = getattr(args, "cni_bridge", "cni0") or "cni0"
+            cidr = getattr(args, "cluster_cidr", "") or ""
+            o = ProxyOptions(node_name=node_name, mode=mode,
+                             chain_prefix=args.proxy_chain_prefix or default_chain_prefix(bridge),
+                             cluster_cidrs=[c.strip() for c in cidr.split(",") if c.strip()],
+                             vip_interface=getattr(args, "proxy_vip_interface", ""))
+            proxy_client = await _until_stopped(identity("kube-proxy-client", PROXY), stop)
+            if proxy_client is not None:
+                tasks.append(asyncio.create_task(run_proxy(proxy_client, stop, o), name="proxy"))
+        if run_dns_server:
+            dns_client = await _until_stopped(identity("kube-dns-client", DNS), stop)
+            if dns_client is not None:
+                tasks.append(asyncio.create_task(
+                    _run_dns(dns_client, client, node_name, args, stop), name="dns"))
+        if not tasks:
+            return
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for t, r in zip(tasks, results):
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                log.error("%s failed: %r", t.get_name(), r)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for ident in identities:
+            await ident.close()
 
 
-async def _run_dns(client: RESTClient, node_name: str, args: argparse.Namespace,
-                   stop: asyncio.Event) -> None:
+async def _until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`aw`'s result, or None if `stop` comes first (a certificate still being issued)."""
+    task = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None
+
+
+async def _run_dns(client: RESTClient, node_client: RESTClient, node_name: str,
+                   args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """The DNS server with its own `client`; the node's Node (its pod CIDR, hence the
+    listening address) is read with the node's."""
     from pyk8s.dns.component import DNSOptions, run_dns
-    cidr = await _node_pod_cidr(client, node_name, stop)
+    cidr = await _node_pod_cidr(node_client, node_name, stop)
     if cidr is None:
         return
     gateway = str(ipaddress.ip_network(cidr, strict=False).network_address + 1)

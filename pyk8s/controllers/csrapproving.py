@@ -26,6 +26,15 @@ DNS names among the node name and its Hostname / InternalDNS / ExternalDNS addre
 among its InternalIP / ExternalIP addresses (so a node cannot obtain a certificate for
 another name, e.g. the API server's). A CSR of a node not registered yet, or whose
 addresses do not cover the SANs yet, waits: changes of the Node re-queue it.
+
+Node add-on identities — pyk8s's too (k3s hands its agents a kube-proxy certificate the
+same way): the service proxy and the cluster DNS server run beside every kubelet, each with
+its own identity. A node (`system:node:<name>` in `system:nodes`) may get, through
+`kubernetes.io/kube-apiserver-client`, exactly these client certificates (no SANs, client
+auth usages): CN `system:kube-proxy` with no O (bound to `system:node-proxier` by the
+bootstrap policy) and CN `system:serviceaccount:kube-system:kube-dns` with O
+`system:serviceaccounts`, `system:serviceaccounts:kube-system` (the kube-dns service
+account's user, bound to `system:kube-dns`).
 """
 from __future__ import annotations
 
@@ -38,9 +47,10 @@ from cryptography import x509
 
 from pyk8s.client.informer import EventHandlerFuncs, SharedInformerFactory
 from pyk8s.controllers.certificates import (
-    KUBE_APISERVER_CLIENT_KUBELET_SIGNER, KUBELET_SERVING_SIGNER, NODE_USER_PREFIX,
-    NODES_GROUP, CertificateController, IgnorableError, approval_condition, common_name,
-    csr_path, has_certificate, parse_csr, subject_alt_names, validate_kubelet_client_csr,
+    KUBE_APISERVER_CLIENT_KUBELET_SIGNER, KUBE_APISERVER_CLIENT_SIGNER, KUBELET_SERVING_SIGNER,
+    NODE_USER_PREFIX, NODES_GROUP, CertificateController, IgnorableError, approval_condition,
+    common_name, csr_path, has_certificate, organizations, parse_csr, subject_alt_names,
+    validate_kube_apiserver_client_usages, validate_kubelet_client_csr,
     validate_kubelet_serving_csr)
 
 log = logging.getLogger("pyk8s.controllers.csrapproving")
@@ -53,6 +63,31 @@ SELF_NODE_CLIENT_MESSAGE = "Auto approving self kubelet client certificate after
                            "SubjectAccessReview."
 NODE_CLIENT_MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
 KUBELET_SERVING_MESSAGE = "Auto approving kubelet serving certificate of the requesting node."
+NODE_ADDON_MESSAGE = "Auto approving node add-on client certificate of the requesting node."
+# The identities of what runs beside a kubelet: CN → the exact O list.
+NODE_ADDON_SUBJECTS: dict[str, tuple[str, ...]] = {
+    "system:kube-proxy": (),
+    "system:serviceaccount:kube-system:kube-dns": (
+        "system:serviceaccounts", "system:serviceaccounts:kube-system"),
+}
+
+
+def node_addon_problem(csr: Obj, req: x509.CertificateSigningRequest) -> str | None:
+    """Why a kube-apiserver-client CSR is not a node's request for one of its add-ons'
+    identities (None: it is)."""
+    spec = csr.get("spec") or {}
+    username = spec.get("username") or ""
+    if not username.startswith(NODE_USER_PREFIX) or NODES_GROUP not in (spec.get("groups") or []):
+        return "the requester is not a node"
+    cn = common_name(req.subject)
+    if cn not in NODE_ADDON_SUBJECTS:
+        return f'"{cn}" is not a node add-on identity'
+    if tuple(sorted(organizations(req.subject))) != tuple(sorted(NODE_ADDON_SUBJECTS[cn])):
+        return f'the organizations of "{cn}" must be {list(NODE_ADDON_SUBJECTS[cn])}'
+    dns, ips, emails, uris = subject_alt_names(req)
+    if dns or ips or emails or uris:
+        return "subject alternative names are not allowed"
+    return validate_kube_apiserver_client_usages(spec.get("usages") or [])
 
 
 @dataclass(frozen=True)
@@ -173,7 +208,8 @@ class CSRApprovingController:
             return
         spec = csr.get("spec") or {}
         signer = spec.get("signerName")
-        if signer not in (KUBE_APISERVER_CLIENT_KUBELET_SIGNER, KUBELET_SERVING_SIGNER):
+        if signer not in (KUBE_APISERVER_CLIENT_KUBELET_SIGNER, KUBELET_SERVING_SIGNER,
+                          KUBE_APISERVER_CLIENT_SIGNER):
             return
         name = csr["metadata"]["name"]
         try:
@@ -183,6 +219,11 @@ class CSRApprovingController:
         if signer == KUBELET_SERVING_SIGNER:
             await self._handle_serving(csr, req)
             return
+        if signer == KUBE_APISERVER_CLIENT_SIGNER:
+            problem = node_addon_problem(csr, req)
+            if problem is None:
+                await self.approve(csr, NODE_ADDON_MESSAGE)
+            return  # anything else is the admin's to approve
         tried = []
         for r in RECOGNIZERS:
             if not r.recognize(csr, req):
@@ -222,5 +263,5 @@ class CSRApprovingController:
 
 
 __all__ = ["CSRApprovingController", "subject_access_review", "serving_requester_problem",
-           "serving_address_problem", "is_node_client_cert", "is_self_node_client_cert",
+           "serving_address_problem", "node_addon_problem", "is_node_client_cert", "is_self_node_client_cert",
            "RECOGNIZERS", "SAR_PATH"]

@@ -332,8 +332,8 @@ class CertificateManager:
             cert = await request_certificate(fallback, key, self.subject(), self.signer,
                                              self.usages(key))
         pair = self.store.update(cert, key_pem(key))
-        if not pair.has_usage(ExtendedKeyUsageOID.CLIENT_AUTH if self.kind == "client"
-                              else ExtendedKeyUsageOID.SERVER_AUTH):
+        if not pair.has_usage(ExtendedKeyUsageOID.SERVER_AUTH if self.kind == "serving"
+                              else ExtendedKeyUsageOID.CLIENT_AUTH):
             log.warning("the issued %s certificate lacks the %s usage", self.kind, self.kind)
         self.current = pair
         self._received = utcnow()

@@ -207,13 +207,17 @@ def test_pyk8s_bindings_let_bootstrap_tokens_join_nodes() -> None:
             "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
             ["system:nodes"]),
         "pyk8s:kubelet-serving-approver": (
-            "system:certificates.k8s.io:kubelet-serving-approver", ["certificate-controller"])}
+            "system:certificates.k8s.io:kubelet-serving-approver", ["certificate-controller"]),
+        "pyk8s:node-addon-approver": (
+            "system:certificates.k8s.io:kube-apiserver-client-approver",
+            ["certificate-controller"]),
+        "pyk8s:cluster-dns": ("pyk8s:cluster-dns", ["kube-dns"])}
     assert set(bindings) <= {b["metadata"]["name"]
                              for b in bp.bootstrap_policy().cluster_role_bindings}
 
 
 def test_every_cluster_role_binding_refers_to_a_bootstrap_role() -> None:
-    roles = set(by_name(bp.cluster_roles()))
+    roles = set(by_name(bp.bootstrap_policy().cluster_roles))
     for b in bp.bootstrap_policy().cluster_role_bindings:
         assert b["roleRef"]["kind"] == "ClusterRole"
         assert b["roleRef"]["name"] in roles, b["metadata"]["name"]

@@ -167,7 +167,7 @@ async def test_two_servers_starting_at_once_on_one_storage(
     try:
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert await names(a, "clusterroles") == await names(b, "clusterroles") == \
-            {r["metadata"]["name"] for r in bp.cluster_roles()}
+            {r["metadata"]["name"] for r in bp.bootstrap_policy().cluster_roles}
         rev = await storage.current_revision()
         await asyncio.gather(reconcile_bootstrap_policy(a), reconcile_bootstrap_policy(b))
         assert await storage.current_revision() == rev

@@ -785,10 +785,43 @@ def pyk8s_bindings() -> list[Obj]:
             "system:certificates.k8s.io:kubelet-serving-approver",
             [service_account("kube-system", "certificate-controller")],
             name="pyk8s:kubelet-serving-approver"),
+        # ... and nodes' add-on identities (system:kube-proxy, the kube-dns service account)
+        cluster_role_binding(
+            "system:certificates.k8s.io:kube-apiserver-client-approver",
+            [service_account("kube-system", "certificate-controller")],
+            name="pyk8s:node-addon-approver"),
+        cluster_role_binding("pyk8s:cluster-dns",
+                             [service_account("kube-system", "kube-dns")]),
     ]
 
 
 # -- everything -------------------------------------------------------------------------------
+def pyk8s_cluster_roles() -> list[Obj]:
+    """pyk8s's cluster DNS server runs beside every kubelet as the kube-dns service
+    account: it reads what CoreDNS's `system:coredns` role lets it read (Services,
+    EndpointSlices, Namespaces) — upstream's `system:kube-dns` predates EndpointSlices."""
+    return [cluster_role("pyk8s:cluster-dns", [
+        rule(("list", "watch"), (LEGACY,), ("services", "namespaces", "endpoints")),
+        rule(("list", "watch"), (DISCOVERY,), ("endpointslices",)),
+    ])]
+
+
+def pyk8s_roles() -> dict[str, list[Obj]]:
+    """The cluster DNS publishes itself: the `kube-system/kube-dns` Service and its node's
+    EndpointSlice `kube-dns-<node>` (CoreDNS is a Deployment behind a Service kubeadm
+    creates; pyk8s's DNS is per node and publishes itself)."""
+    return {"kube-system": [role("kube-system", "pyk8s:cluster-dns-publisher", [
+        rule(("get", "create", "update"), (LEGACY,), ("services",)),
+        rule(("get", "create", "update", "delete"), (DISCOVERY,), ("endpointslices",)),
+    ])]}
+
+
+def pyk8s_role_bindings() -> dict[str, list[Obj]]:
+    return {"kube-system": [role_binding(
+        "kube-system", "pyk8s:cluster-dns-publisher",
+        [service_account("kube-system", "kube-dns")])]}
+
+
 def cluster_roles() -> list[Obj]:
     """Every bootstrap ClusterRole the API server ensures: upstream's ClusterRoles() and
     ControllerRoles()."""
@@ -812,9 +845,14 @@ class Policy:
 
 
 def bootstrap_policy() -> Policy:
-    """The whole policy, pyk8s's own bindings included."""
-    return Policy(cluster_roles(), cluster_role_bindings() + pyk8s_bindings(),
-                  namespace_roles(), namespace_role_bindings())
+    """The whole policy, pyk8s's own roles and bindings included."""
+    roles, bindings = namespace_roles(), namespace_role_bindings()
+    for ns, extra in pyk8s_roles().items():
+        roles[ns] = roles.get(ns, []) + extra
+    for ns, extra in pyk8s_role_bindings().items():
+        bindings[ns] = bindings.get(ns, []) + extra
+    return Policy(cluster_roles() + pyk8s_cluster_roles(),
+                  cluster_role_bindings() + pyk8s_bindings(), roles, bindings)
 
 
 __all__ = ["rule", "url_rule", "cluster_roles", "cluster_role_bindings", "controller_roles",

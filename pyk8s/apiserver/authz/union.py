@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pyk8s.apiserver.authz.attributes import Attributes, Authorizer, Decision
+from pyk8s.apiserver.authn import UserInfo
+from pyk8s.apiserver.authz.attributes import (Attributes, Authorizer, Decision,
+                                              NonResourceRule, ResourceRule)
 
 if TYPE_CHECKING:
     from pyk8s.apiserver.app import APIServer
@@ -16,10 +18,18 @@ class AlwaysAllow:
     async def authorize(self, a: Attributes) -> tuple[Decision, str]:
         return Decision.ALLOW, ""
 
+    def rules_for(self, user: UserInfo, namespace: str) -> tuple[
+            list[ResourceRule], list[NonResourceRule], bool, str]:
+        return [ResourceRule(["*"], ["*"], ["*"])], [NonResourceRule(["*"], ["*"])], False, ""
+
 
 class AlwaysDeny:
     async def authorize(self, a: Attributes) -> tuple[Decision, str]:
         return Decision.NO_OPINION, "Everything is forbidden."
+
+    def rules_for(self, user: UserInfo, namespace: str) -> tuple[
+            list[ResourceRule], list[NonResourceRule], bool, str]:
+        return [], [], False, ""
 
 
 class Union:
@@ -35,6 +45,28 @@ class Union:
             if reason:
                 reasons.append(reason)
         return Decision.NO_OPINION, "\n".join(reasons)
+
+    def rules_for(self, user: UserInfo, namespace: str) -> tuple[
+            list[ResourceRule], list[NonResourceRule], bool, str]:
+        """What SelfSubjectRulesReview shows: every authorizer's rules that can list them
+        (upstream's union rule resolver); one that cannot (a webhook) makes it incomplete."""
+        resource: list[ResourceRule] = []
+        non_resource: list[NonResourceRule] = []
+        incomplete, errors = False, []
+        for authz in self.authorizers:
+            if isinstance(authz, PrivilegedGroups):
+                continue
+            resolve = getattr(authz, "rules_for", None)
+            if resolve is None:
+                incomplete = True
+                continue
+            r, nr, inc, err = resolve(user, namespace)
+            resource += r
+            non_resource += nr
+            incomplete = incomplete or inc
+            if err:
+                errors.append(err)
+        return resource, non_resource, incomplete, "\n".join(errors)
 
     async def start(self) -> None:
         """Start the authorizers that keep state (the Node authorizer's graph)."""
