@@ -443,6 +443,10 @@ async def run_server(args: argparse.Namespace) -> None:
     local_node: asyncio.Task[None] | None = None
     if getattr(args, "command", None) == "up" and not getattr(args, "disable_agent", True):
         from pyk8s.kubelet.agent import run_local_node
+        if creds is not None:
+            from pyk8s.cli.localnodecerts import issue_local_node_certificates
+            issue_local_node_certificates(
+                data_dir, url, (args.node_name or socket.gethostname()).lower())
         local_node = asyncio.create_task(run_local_node(
             url, creds.node_token if creds else "", creds.ca_cert if creds else None,
             data_dir / "agent", args.node_name, args.runtime, stop,
