@@ -196,6 +196,11 @@ class APIServer:
     async def _service_account_uid(self, namespace: str, name: str) -> str | None:
         info = self.catalogue.lookup("", "v1", "serviceaccounts")
         assert info is not None
+        # The watch cache first, then storage (a just-created account), as upstream's
+        # lister-then-client service account getter.
+        cached = self.cache.resource(info.storage_prefix).objects.get(info.key(namespace, name))
+        if cached is not None:
+            return (cached.get("metadata") or {}).get("uid")
         try:
             return (await self.store(info).get(namespace, name))["metadata"].get("uid")
         except errors.NotFound:

@@ -433,6 +433,10 @@ async def run_server(args: argparse.Namespace) -> None:
         cm_options = controller_options(args, identity)
         if creds is None:
             cm_options.use_service_account_credentials = False  # no tokens without TLS
+        elif not cm_options.use_service_account_credentials:
+            log.warning("--use-service-account-credentials=false: the controllers write as "
+                        "system:kube-controller-manager, whose role only lists and watches; "
+                        "bind it more rights or they will be forbidden")
         controllers = asyncio.create_task(
             run_controllers(str(cm_kubeconfig), stop, cm_options), name="controllers")
         if getattr(args, "scheduler", False):

@@ -3,19 +3,23 @@ the controller manager and the scheduler run with their own client certificates
 (DATA_DIR/controller-manager.kubeconfig, DATA_DIR/scheduler.kubeconfig), and each
 controller writes with its own service account kube-system/<name>: taking the
 replicaset-controller's binding away stops pod creation (forbidden as that account),
-giving it back resumes it, while the Deployment controller keeps working."""
+giving it back resumes it, while the Deployment controller keeps working. A standalone
+`pyk8s controller-manager` uses its kubeconfig's identity, with or without
+--use-service-account-credentials."""
 from __future__ import annotations
 
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
 
-from tests.conftest import KUBECTL, ServerProcess, wait_for
+from pyk8s.cli.identities import CONTROLLER_MANAGER_USER, ensure_component_kubeconfig
+from tests.conftest import KUBECTL, ROOT, ServerProcess, wait_for
 
 NS = "default"
 
@@ -120,3 +124,47 @@ def test_restart_keeps_the_certificates(up: ServerProcess) -> None:
     who = kubectl_as(up, sched, "auth", "whoami", "-o", "json")
     assert yaml.safe_load(who.stdout)["status"]["userInfo"]["username"] == \
         "system:kube-scheduler"
+
+
+def test_standalone_controller_manager_identities(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`pyk8s controller-manager --kubeconfig K`: K's identity (here kubeadm's
+    system:kube-controller-manager), which may not create pods itself; with
+    --use-service-account-credentials the ReplicaSet controller creates them as
+    kube-system/replicaset-controller."""
+    srv = ServerProcess(tmp_path_factory.mktemp("pyk8s-cm-identity")).start()
+    tls = srv.data_dir / "tls"
+    kubeconfig = ensure_component_kubeconfig(srv.data_dir / "cm.kubeconfig", srv.url,
+                                             tls / "ca.crt", tls / "ca.key",
+                                             CONTROLLER_MANAGER_USER)
+    cm_log = srv.data_dir / "controller-manager.log"
+
+    def start(*flags: str) -> subprocess.Popen[bytes]:
+        with open(cm_log, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "pyk8s.cli.main", "controller-manager", "--kubeconfig",
+                 str(kubeconfig), "--controllers", "replicaset,deployment", *flags],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    cm = start()
+    try:
+        srv.kubectl("apply", "-f", "-", input=deployment("solo", 1))
+        denied = ('forbidden: User "system:kube-controller-manager" cannot create resource '
+                  '"replicasets"')
+        wait_for("the manager's own identity refused", lambda: denied in
+                 srv.log_path.read_text(), timeout=20)
+        cm.terminate()
+        assert cm.wait(10) == 0, cm_log.read_text()[-2000:]
+        cm = start("--use-service-account-credentials")
+        wait_for("a pod created by the ReplicaSet controller",
+                 lambda: len(pods_of(srv, "solo")) == 1, timeout=30)
+        log = srv.log_path.read_text()
+        assert "POST /api/v1/namespaces/kube-system/serviceaccounts/replicaset-controller/" \
+               "token 201" in log
+        cm.terminate()
+        assert cm.wait(10) == 0, cm_log.read_text()[-2000:]
+    finally:
+        if cm.poll() is None:
+            cm.kill()
+            cm.wait()
+        srv.stop()
