@@ -148,6 +148,43 @@ def test_bootstrap_gives_the_node_its_certificate(
     assert up.get("/api/v1/nodes", token=node_token).status == 403
 
 
+def test_the_nodes_own_credentials_reach_only_its_pods_objects(
+        cluster: tuple[ServerProcess, AgentProcess]) -> None:
+    """The Node authorizer with the certificate the agent bootstrapped: a Secret mounted by
+    a pod on the node is readable, one no pod of it uses is not, and another node's status
+    is not the node's to patch."""
+    up, agent = cluster
+    kubeconfig = agent.log_path.parent / "agent" / "kubelet.kubeconfig"
+
+    def as_node(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["/usr/bin/kubectl", "--kubeconfig", str(kubeconfig), *args],
+                              capture_output=True, text=True, timeout=60)
+    assert as_node("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout == \
+        f"system:node:{NODE}"
+    up.kubectl("create", "secret", "generic", "mounted", "--from-literal=k=v")
+    up.kubectl("create", "secret", "generic", "unrelated", "--from-literal=k=v")
+    pod = json.loads(_pod("with-secret", NODE, "sleep 3600"))
+    pod["spec"]["volumes"] = [{"name": "s", "secret": {"secretName": "mounted"}}]
+    up.kubectl("create", "-f", "-", input=json.dumps(pod))
+    wait_for("the node reads the mounted secret",
+             lambda: as_node("get", "secret", "mounted").returncode == 0, timeout=20)
+    p = as_node("get", "secret", "unrelated")
+    assert p.returncode != 0
+    assert (f'secrets "unrelated" is forbidden: User "system:node:{NODE}" cannot get resource '
+            f'"secrets" in API group "" in the namespace "default": no relationship found '
+            f"between node '{NODE}' and this object") in p.stderr
+    up.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "someone-else"}}))
+    patch = json.dumps({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+    p = as_node("patch", "node", "someone-else", "--subresource=status", "--type=merge",
+                "-p", patch)
+    assert p.returncode != 0 and "forbidden" in p.stderr
+    p = as_node("label", "node", NODE, "node-restriction.kubernetes.io/x=y")
+    assert p.returncode != 0 and "forbidden" in p.stderr
+    up.kubectl("delete", "pod", "with-secret", "--wait=false")
+    up.kubectl("delete", "node", "someone-else")
+
+
 def test_serving_certificate_is_issued_by_the_cluster_ca(
         cluster: tuple[ServerProcess, AgentProcess]) -> None:
     up, _ = cluster
