@@ -42,20 +42,34 @@ def containers(spec: Obj) -> Iterator[Obj]:
                 yield c
 
 
+def _env_ref_names(spec: Obj, env_from_ref: str, key_ref: str) -> Iterator[str]:
+    """The names containers' `envFrom[].<env_from_ref>` and `env[].valueFrom.<key_ref>`
+    give."""
+    for c in containers(spec):
+        for env_from in _l(c.get("envFrom")):
+            ref = _d(env_from).get(env_from_ref)
+            if isinstance(ref, dict):
+                yield str(ref.get("name") or "")
+        for env in _l(c.get("env")):
+            ref = _d(_d(env).get("valueFrom")).get(key_ref)
+            if isinstance(ref, dict):
+                yield str(ref.get("name") or "")
+
+
+def _projected_names(projected: Obj, source: str) -> Iterator[str]:
+    """The names a projected volume's `sources[].<source>` give."""
+    for src in _l(projected.get("sources")):
+        ref = _d(src).get(source)
+        if isinstance(ref, dict):
+            yield str(ref.get("name") or "")
+
+
 def pod_secret_names(pod: Obj) -> Iterator[str]:
     """Secrets of image pull secrets, containers' envFrom / env and volumes."""
     spec = _d(pod.get("spec"))
     for ref in _l(spec.get("imagePullSecrets")):
         yield str(_d(ref).get("name") or "")
-    for c in containers(spec):
-        for env_from in _l(c.get("envFrom")):
-            ref = _d(env_from).get("secretRef")
-            if isinstance(ref, dict):
-                yield str(ref.get("name") or "")
-        for env in _l(c.get("env")):
-            ref = _d(_d(env).get("valueFrom")).get("secretKeyRef")
-            if isinstance(ref, dict):
-                yield str(ref.get("name") or "")
+    yield from _env_ref_names(spec, "secretRef", "secretKeyRef")
     for volume in _l(spec.get("volumes")):
         volume = _d(volume)
         azure = volume.get("azureFile")
@@ -65,10 +79,7 @@ def pod_secret_names(pod: Obj) -> Iterator[str]:
             continue
         projected = volume.get("projected")
         if isinstance(projected, dict):
-            for src in _l(projected.get("sources")):
-                secret = _d(src).get("secret")
-                if isinstance(secret, dict):
-                    yield str(secret.get("name") or "")
+            yield from _projected_names(projected, "secret")
             continue
         secret = volume.get("secret")
         if isinstance(secret, dict):
@@ -86,23 +97,12 @@ def pod_secret_names(pod: Obj) -> Iterator[str]:
 def pod_configmap_names(pod: Obj) -> Iterator[str]:
     """ConfigMaps of containers' envFrom / env and of configMap / projected volumes."""
     spec = _d(pod.get("spec"))
-    for c in containers(spec):
-        for env_from in _l(c.get("envFrom")):
-            ref = _d(env_from).get("configMapRef")
-            if isinstance(ref, dict):
-                yield str(ref.get("name") or "")
-        for env in _l(c.get("env")):
-            ref = _d(_d(env).get("valueFrom")).get("configMapKeyRef")
-            if isinstance(ref, dict):
-                yield str(ref.get("name") or "")
+    yield from _env_ref_names(spec, "configMapRef", "configMapKeyRef")
     for volume in _l(spec.get("volumes")):
         volume = _d(volume)
         projected = volume.get("projected")
         if isinstance(projected, dict):
-            for src in _l(projected.get("sources")):
-                cm = _d(src).get("configMap")
-                if isinstance(cm, dict):
-                    yield str(cm.get("name") or "")
+            yield from _projected_names(projected, "configMap")
             continue
         cm = volume.get("configMap")
         if isinstance(cm, dict):
@@ -146,8 +146,10 @@ def uses_cluster_trust_bundles(pod: Obj) -> bool:
 
 
 # -- PersistentVolumes ------------------------------------------------------------------------
-# Sources whose `secretRef` holds an optional namespace (default: the claim's namespace).
-_PV_SECRET_REFS = ("cephfs", "flexVolume", "rbd", "scaleIO", "iscsi")
+# Sources whose `secretRef` names a Secret: (source, a reference without a namespace is in
+# the claim's namespace); cinder's and storageos' references carry the namespace.
+_PV_SECRET_REFS = (("cephfs", True), ("flexVolume", True), ("rbd", True), ("scaleIO", True),
+                   ("iscsi", True), ("cinder", False), ("storageos", False))
 # CSI's secret references: (field, visible to the kubelet).
 _CSI_SECRET_REFS = (("controllerPublishSecretRef", False), ("nodeStageSecretRef", True),
                     ("nodePublishSecretRef", True), ("controllerExpandSecretRef", False),
@@ -164,19 +166,13 @@ def pv_secret_refs(pv: Obj) -> Iterator[tuple[str, str, bool]]:
         if azure.get("secretName"):
             yield str(azure.get("secretNamespace") or claim_ns), str(azure["secretName"]), True
         return
-    for source in _PV_SECRET_REFS:
+    for source, in_claim_ns in _PV_SECRET_REFS:
         src = spec.get(source)
         if isinstance(src, dict):
             ref = src.get("secretRef")
             if isinstance(ref, dict):
-                yield str(ref.get("namespace") or claim_ns), str(ref.get("name") or ""), True
-            return
-    for source in ("cinder", "storageos"):  # their references carry the namespace
-        src = spec.get(source)
-        if isinstance(src, dict):
-            ref = src.get("secretRef")
-            if isinstance(ref, dict):
-                yield str(ref.get("namespace") or ""), str(ref.get("name") or ""), True
+                ns = ref.get("namespace") or (claim_ns if in_claim_ns else "")
+                yield str(ns), str(ref.get("name") or ""), True
             return
     csi = spec.get("csi")
     if isinstance(csi, dict):

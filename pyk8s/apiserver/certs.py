@@ -149,19 +149,25 @@ def ensure_credentials(data_dir: Path, extra_hosts: list[str] | None = None) -> 
                        node_token=_token(data_dir / "node-token"))
 
 
-def write_kubeconfig(path: Path, server: str, token: str, ca_cert: Path | None) -> None:
+def _write_kubeconfig(path: Path, server: str, ca_cert: Path | None, user_name: str,
+                      user: dict[str, str]) -> None:
+    """A kubeconfig of the cluster `pyk8s` and one user, written 0600."""
     cluster: dict[str, object] = {"server": server}
     if ca_cert is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_cert.read_bytes()).decode()
     cfg = {
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "pyk8s", "cluster": cluster}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "pyk8s", "context": {"cluster": "pyk8s", "user": "admin"}}],
+        "users": [{"name": user_name, "user": user}],
+        "contexts": [{"name": "pyk8s", "context": {"cluster": "pyk8s", "user": user_name}}],
         "current-context": "pyk8s",
         "preferences": {},
     }
     _write_private(path, yaml.safe_dump(cfg, sort_keys=False).encode())
+
+
+def write_kubeconfig(path: Path, server: str, token: str, ca_cert: Path | None) -> None:
+    _write_kubeconfig(path, server, ca_cert, "admin", {"token": token})
 
 
 def issue_client_certificate(ca_cert_path: Path, ca_key_path: Path, common_name: str,
@@ -196,18 +202,7 @@ def write_client_kubeconfig(path: Path, server: str, ca_cert: Path | None, cert_
                             key_pem: bytes, user_name: str) -> None:
     """A kubeconfig authenticating with a client certificate (client-certificate-data /
     client-key-data), written 0600."""
-    cluster: dict[str, object] = {"server": server}
-    if ca_cert is not None:
-        cluster["certificate-authority-data"] = base64.b64encode(ca_cert.read_bytes()).decode()
-    cfg = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "pyk8s", "cluster": cluster}],
-        "users": [{"name": user_name, "user": {
-            "client-certificate-data": base64.b64encode(cert_pem).decode(),
-            "client-key-data": base64.b64encode(key_pem).decode()}}],
-        "contexts": [{"name": "pyk8s", "context": {"cluster": "pyk8s", "user": user_name}}],
-        "current-context": "pyk8s",
-        "preferences": {},
-    }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    _write_private(Path(path), yaml.safe_dump(cfg, sort_keys=False).encode())
+    _write_kubeconfig(Path(path), server, ca_cert, user_name, {
+        "client-certificate-data": base64.b64encode(cert_pem).decode(),
+        "client-key-data": base64.b64encode(key_pem).decode()})

@@ -16,14 +16,14 @@ import asyncio
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Any, Awaitable, TypeVar
+from typing import Any
 
 from pyk8s.client.rest import ApiError, RESTClient
+from pyk8s.kubelet.agent import until_stopped
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_RANGE = "10.96.0.0/12"
-T = TypeVar("T")
 
 
 def add_node_addon_args(p: argparse.ArgumentParser) -> None:
@@ -94,11 +94,11 @@ async def run_node_addons(client: RESTClient, node_name: str, runtime: str,
                              chain_prefix=args.proxy_chain_prefix or default_chain_prefix(bridge),
                              cluster_cidrs=[c.strip() for c in cidr.split(",") if c.strip()],
                              vip_interface=getattr(args, "proxy_vip_interface", ""))
-            proxy_client = await _until_stopped(identity("kube-proxy-client", PROXY), stop)
+            proxy_client = await until_stopped(identity("kube-proxy-client", PROXY), stop)
             if proxy_client is not None:
                 tasks.append(asyncio.create_task(run_proxy(proxy_client, stop, o), name="proxy"))
         if run_dns_server:
-            dns_client = await _until_stopped(identity("kube-dns-client", DNS), stop)
+            dns_client = await until_stopped(identity("kube-dns-client", DNS), stop)
             if dns_client is not None:
                 tasks.append(asyncio.create_task(
                     _run_dns(dns_client, client, node_name, args, stop), name="dns"))
@@ -113,20 +113,6 @@ async def run_node_addons(client: RESTClient, node_name: str, runtime: str,
             t.cancel()
         for ident in identities:
             await ident.close()
-
-
-async def _until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """`aw`'s result, or None if `stop` comes first (a certificate still being issued)."""
-    task = asyncio.ensure_future(aw)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    return None
 
 
 async def _run_dns(client: RESTClient, node_client: RESTClient, node_name: str,

@@ -1,8 +1,9 @@
 """What the certificate controllers share (upstream's pkg/controller/certificates and the
 CSR helpers of pkg/apis/certificates).
 
-- The CertificateSigningRequest helpers: `parse_csr` (spec.request → an x509 request),
-  approval conditions, and the shapes of kubelet CSRs (`validate_kubelet_client_csr`,
+- The CertificateSigningRequest helpers: `parse_csr` (spec.request → an x509 request;
+  `csr_request` of a CSR object, upstream's "unable to parse csr" error), approval
+  conditions, and the shapes of kubelet CSRs (`validate_kubelet_client_csr`,
   `validate_kubelet_serving_csr`, upstream's error texts).
 - `CertificateController`: upstream's certificate controller skeleton. A CSR informer
   enqueues every added / updated / deleted CSR's name; workers hand a copy of each CSR that
@@ -69,6 +70,15 @@ def parse_csr(request: str | bytes) -> x509.CertificateSigningRequest:
         return x509.load_pem_x509_csr(pem[start:])
     except ValueError as e:
         raise InvalidCSR(str(e)) from None
+
+
+def csr_request(csr: Obj, error: type[Exception] = ValueError) -> x509.CertificateSigningRequest:
+    """The request of a CSR object; one that does not parse raises `error` with upstream's
+    message (`unable to parse csr "<name>": …`)."""
+    try:
+        return parse_csr((csr.get("spec") or {}).get("request") or "")
+    except ValueError as e:
+        raise error(f'unable to parse csr "{csr["metadata"]["name"]}": {e}') from None
 
 
 def common_name(name: x509.Name) -> str:
@@ -236,7 +246,7 @@ class CertificateController:
         await self.handler(copy.deepcopy(csr))
 
 
-__all__ = ["CertificateController", "parse_csr", "InvalidCSR", "IgnorableError",
+__all__ = ["CertificateController", "parse_csr", "csr_request", "InvalidCSR", "IgnorableError",
            "validate_kubelet_client_csr", "validate_kubelet_serving_csr",
            "validate_kube_apiserver_client_usages", "approval_condition", "is_approved",
            "has_true_condition", "add_condition", "csr_path", "common_name", "organizations",

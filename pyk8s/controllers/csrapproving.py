@@ -49,7 +49,7 @@ from pyk8s.client.informer import EventHandlerFuncs, SharedInformerFactory
 from pyk8s.controllers.certificates import (
     KUBE_APISERVER_CLIENT_KUBELET_SIGNER, KUBE_APISERVER_CLIENT_SIGNER, KUBELET_SERVING_SIGNER,
     NODE_USER_PREFIX, NODES_GROUP, CertificateController, IgnorableError, approval_condition,
-    common_name, csr_path, has_certificate, organizations, parse_csr, subject_alt_names,
+    common_name, csr_path, csr_request, has_certificate, organizations, subject_alt_names,
     validate_kube_apiserver_client_usages, validate_kubelet_client_csr,
     validate_kubelet_serving_csr)
 
@@ -212,10 +212,7 @@ class CSRApprovingController:
                           KUBE_APISERVER_CLIENT_SIGNER):
             return
         name = csr["metadata"]["name"]
-        try:
-            req = parse_csr(spec.get("request") or "")
-        except ValueError as e:
-            raise ValueError(f'unable to parse csr "{name}": {e}') from None
+        req = csr_request(csr)
         if signer == KUBELET_SERVING_SIGNER:
             await self._handle_serving(csr, req)
             return

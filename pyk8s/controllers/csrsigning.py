@@ -43,7 +43,7 @@ from pyk8s.client.informer import SharedInformerFactory
 from pyk8s.controllers.certificates import (
     KUBE_APISERVER_CLIENT_KUBELET_SIGNER, KUBE_APISERVER_CLIENT_SIGNER,
     KUBELET_SERVING_SIGNER, LEGACY_UNKNOWN_SIGNER, CertificateController, add_condition,
-    csr_path, has_true_condition, is_approved, parse_csr, validate_kube_apiserver_client_usages,
+    csr_path, csr_request, has_true_condition, is_approved, validate_kube_apiserver_client_usages,
     validate_kubelet_client_csr, validate_kubelet_serving_csr)
 
 log = logging.getLogger("pyk8s.controllers.csrsigning")
@@ -280,10 +280,7 @@ class CSRSigningController:
         if signer not in SIGNER_CHECKS:
             return
         name = csr["metadata"]["name"]
-        try:
-            req = parse_csr(spec.get("request") or "")
-        except ValueError as e:
-            raise SigningError(f'unable to parse csr "{name}": {e}') from None
+        req = csr_request(csr, SigningError)
         usages = list(spec.get("usages") or [])
         problem = signer_validation_error(signer, req, usages)
         if problem is not None:

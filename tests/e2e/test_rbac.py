@@ -22,6 +22,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     # `up`: the controllers make the default ServiceAccounts and aggregate admin / edit / view
     s = ServerProcess(tmp_path_factory.mktemp("rbac"), command="up").start()
     try:
+        # edit / view get their rules from the clusterrole-aggregation controller
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(
+                s.kubectl_json("get", "clusterrole", r).get("rules") for r in ("edit", "view")):
+            time.sleep(0.1)
         yield s
     finally:
         s.stop()

@@ -41,42 +41,48 @@ async def authorized_for_signer(server: Any, user: Any, verb: str, signer: str) 
     return False
 
 
-class CertificateApproval(Plugin):
-    name = "CertificateApproval"
+class _SignerVerb(Plugin):
+    """A CSR update through `subresource` needs `verb` on the CSR's signer."""
     validating = True
+    subresource = ""
+    verb = ""
 
     def __init__(self, server: Any) -> None:
         self.server = server
 
     def handles(self, attrs: Attributes) -> bool:
-        return _is_csr(attrs) and attrs.operation == UPDATE and attrs.subresource == "approval"
+        return _is_csr(attrs) and attrs.operation == UPDATE and \
+            attrs.subresource == self.subresource
+
+    def checked(self, attrs: Attributes) -> bool:
+        """Whether this update needs the permission."""
+        return True
 
     async def validate(self, attrs: Attributes) -> None:
-        signer = _signer(attrs)
-        if not await authorized_for_signer(self.server, attrs.user, "approve", signer):
-            raise forbidden(attrs, f'user not permitted to approve requests with signerName '
-                                   f'"{signer}"')
-
-
-class CertificateSigning(Plugin):
-    name = "CertificateSigning"
-    validating = True
-
-    def __init__(self, server: Any) -> None:
-        self.server = server
-
-    def handles(self, attrs: Attributes) -> bool:
-        return _is_csr(attrs) and attrs.operation == UPDATE and attrs.subresource == "status"
-
-    async def validate(self, attrs: Attributes) -> None:
-        new = ((attrs.object or {}).get("status") or {}).get("certificate")
-        old = ((attrs.old_object or {}).get("status") or {}).get("certificate")
-        if new == old:
+        if not self.checked(attrs):
             return
         signer = _signer(attrs)
-        if not await authorized_for_signer(self.server, attrs.user, "sign", signer):
-            raise forbidden(attrs, f'user not permitted to sign requests with signerName '
-                                   f'"{signer}"')
+        if not await authorized_for_signer(self.server, attrs.user, self.verb, signer):
+            raise forbidden(attrs, f'user not permitted to {self.verb} requests with '
+                                   f'signerName "{signer}"')
+
+
+class CertificateApproval(_SignerVerb):
+    name = "CertificateApproval"
+    subresource = "approval"
+    verb = "approve"
+
+
+class CertificateSigning(_SignerVerb):
+    name = "CertificateSigning"
+    subresource = "status"
+    verb = "sign"
+
+    def checked(self, attrs: Attributes) -> bool:
+        """Only a change of `status.certificate` needs `sign`."""
+        new = ((attrs.object or {}).get("status") or {}).get("certificate")
+        old = ((attrs.old_object or {}).get("status") or {}).get("certificate")
+        return new != old
 
 
 class CertificateSubjectRestriction(Plugin):

@@ -15,8 +15,9 @@ from typing import Any, Mapping
 
 import orjson
 
-from pyk8s.apiserver.audit.policy import Level, RequestAttributes
+from pyk8s.apiserver.audit.policy import Level
 from pyk8s.apiserver.authn import UserInfo
+from pyk8s.apiserver.authz.attributes import RequestAttributes
 
 KIND = "Event"
 API_VERSION = "audit.k8s.io/v1"

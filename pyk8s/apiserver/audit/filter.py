@@ -32,9 +32,10 @@ from pyk8s.apiserver.audit.event import (ANNOTATION_DECISION, ANNOTATION_REASON,
                                          without_managed_fields)
 from pyk8s.apiserver.audit.policy import (STAGE_PANIC, STAGE_REQUEST_RECEIVED,
                                           STAGE_RESPONSE_COMPLETE, STAGE_RESPONSE_STARTED,
-                                          Level, Policy, RequestAttributes,
-                                          RequestAuditConfig, load_policy_file)
+                                          Level, Policy, RequestAuditConfig,
+                                          load_policy_file)
 from pyk8s.apiserver.authn import UserInfo
+from pyk8s.apiserver.authz.attributes import RequestAttributes
 from pyk8s.storage.interface import StorageInternalError, StorageUnavailable
 
 log = logging.getLogger("pyk8s.apiserver.audit")

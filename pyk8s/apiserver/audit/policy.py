@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from pyk8s.api.names import name_is_dns_subdomain
-from pyk8s.apiserver.authn import UserInfo
+from pyk8s.apiserver.authz.attributes import RequestAttributes
+from pyk8s.apiserver.authz.rbac import resource_entry_matches, url_matches
 
 API_VERSIONS = ("audit.k8s.io/v1", "audit.k8s.io/v1beta1")
 
@@ -48,22 +49,6 @@ class PolicyError(ValueError):
 
 
 @dataclass(frozen=True)
-class RequestAttributes:
-    """What a policy rule is matched against (upstream's authorizer.Attributes): the
-    authenticated user (None when authentication failed), the verb and what is addressed."""
-    user: UserInfo | None
-    verb: str
-    resource_request: bool
-    namespace: str = ""
-    api_group: str = ""
-    api_version: str = ""
-    resource: str = ""
-    subresource: str = ""
-    name: str = ""
-    path: str = ""
-
-
-@dataclass(frozen=True)
 class RequestAuditConfig:
     """What the policy says about one request."""
     level: Level
@@ -85,14 +70,9 @@ class GroupResources:
         if self.resource_names and name not in self.resource_names:
             return False
         combined = f"{resource}/{subresource}" if subresource else resource
-        for res in self.resources:
-            if res == combined or res == "*":
-                return True
-            if subresource and res.startswith("*/") and res[2:] == subresource:
-                return True
-            if res.endswith("/*") and res[:-2] == resource:
-                return True
-        return False
+        # RBAC's `*`, `res/sub` and `*/sub`; and `res/*`, which RBAC does not have.
+        return any(resource_entry_matches(res, combined, subresource) or
+                   (res.endswith("/*") and res[:-2] == resource) for res in self.resources)
 
 
 @dataclass(frozen=True)
@@ -119,8 +99,10 @@ class PolicyRule:
         if self.namespaces or self.resources:
             return self._matches_resource(a)
         if self.non_resource_urls:
+            # RBAC's matching: validation leaves `*` only at a URL's end, so trimming one
+            # `*` is upstream's pathMatches trimming them all.
             return not a.resource_request and any(
-                _path_matches(a.path, spec) for spec in self.non_resource_urls)
+                url_matches(spec, a.path) for spec in self.non_resource_urls)
         return True
 
     def _matches_resource(self, a: RequestAttributes) -> bool:
@@ -133,12 +115,6 @@ class PolicyRule:
             return True
         return any(gr.group == a.api_group and gr.matches(a.resource, a.subresource, a.name)
                    for gr in self.resources)
-
-
-def _path_matches(path: str, spec: str) -> bool:
-    if spec == "*" or spec == path:
-        return True
-    return spec.endswith("*") and path.startswith(spec.rstrip("*"))
 
 
 class Policy:

@@ -1,4 +1,6 @@
-"""What an authorizer is asked, and what it answers (upstream's authorizer.Attributes)."""
+"""What an authorizer is asked, and what it answers (upstream's authorizer.Attributes); the
+audit policy is matched against the same attributes (`RequestAttributes`: no user when
+authentication failed)."""
 from __future__ import annotations
 
 import enum
@@ -19,9 +21,11 @@ class Decision(enum.IntEnum):
 
 
 @dataclass(frozen=True)
-class Attributes:
-    """One request as authorizers see it. Non-resource requests carry `path` only."""
-    user: UserInfo
+class RequestAttributes:
+    """One request: the user (None when authentication failed: the audit policy matches
+    such requests too), the verb and what is addressed. Non-resource requests carry `path`
+    only."""
+    user: UserInfo | None
     verb: str
     resource_request: bool = True
     namespace: str = ""
@@ -31,11 +35,14 @@ class Attributes:
     subresource: str = ""
     name: str = ""
     path: str = ""
+
+
+@dataclass(frozen=True)
+class Attributes(RequestAttributes):
+    """One request as authorizers see it: an authenticated user."""
+    user: UserInfo
     # The request's `fieldSelector` / `labelSelector` query parameters as sent (list and
     # watch): the Node authorizer lets nodes list / watch pods with `spec.nodeName=<node>`.
-    field_selector: str = ""
-    label_selector: str = ""
-    # list / watch selectors (the Node authorizer restricts a node's pod lists by them)
     field_selector: str = ""
     label_selector: str = ""
 

@@ -234,33 +234,29 @@ class NodeAuthorizer:
                     log.exception("node authorizer graph: rebuilding failed; retrying")
                     await asyncio.sleep(0.5)
 
+    def _apply(self, feed: _Feed, item: tuple[str, Obj, Any]) -> bool:
+        """Apply one queued event (a failure is logged and skipped); False when the
+        watcher was closed: the graph is to be rebuilt."""
+        try:
+            ok = feed.apply(self.graph, item)
+        except Exception:
+            log.exception("node authorizer graph: applying %s failed", item[0])
+            return True
+        if not ok:
+            self._restart.set()
+        return ok
+
     async def _consume(self, feed: _Feed) -> None:
         queue = feed.watcher.queue
-        while True:
-            item = await queue.get()
-            try:
-                ok = feed.apply(self.graph, item)
-            except Exception:
-                log.exception("node authorizer graph: applying %s failed", item[0])
-                continue
-            if not ok:
-                self._restart.set()
-                return
+        while self._apply(feed, await queue.get()):
+            pass
 
     def catch_up(self) -> None:
         """Apply whatever the watchers queued (the graph then is as current as the cache)."""
         for feed in self._feeds:
             queue = feed.watcher.queue
-            while not queue.empty():
-                item = queue.get_nowait()
-                try:
-                    ok = feed.apply(self.graph, item)
-                except Exception:
-                    log.exception("node authorizer graph: applying %s failed", item[0])
-                    continue
-                if not ok:
-                    self._restart.set()
-                    break
+            while not queue.empty() and self._apply(feed, queue.get_nowait()):
+                pass
 
     # -- Authorizer ---------------------------------------------------------------------------
     async def authorize(self, a: Attributes) -> Result:

@@ -34,15 +34,19 @@ def api_group_matches(rule: Obj, group: str) -> bool:
     return "*" in groups or group in groups
 
 
+def resource_entry_matches(r: str, combined: str, subresource: str) -> bool:
+    """One `resources` entry: `*`, the resource (`res` or `res/sub`) itself, or `*/sub`
+    (the audit policy's GroupResources match these too)."""
+    if r == "*" or r == combined:
+        return True
+    # `*/status` matches the status subresource of every resource.
+    return bool(subresource) and len(r) == len(subresource) + 2 and r.startswith("*/") and \
+        r.endswith(subresource)
+
+
 def resource_matches(rule: Obj, combined: str, subresource: str) -> bool:
-    for r in rule.get("resources") or ():
-        if r == "*" or r == combined:
-            return True
-        # `*/status` matches the status subresource of every resource.
-        if subresource and len(r) == len(subresource) + 2 and r.startswith("*/") and \
-                r.endswith(subresource):
-            return True
-    return False
+    return any(resource_entry_matches(r, combined, subresource)
+               for r in rule.get("resources") or ())
 
 
 def resource_name_matches(rule: Obj, name: str) -> bool:
@@ -50,13 +54,13 @@ def resource_name_matches(rule: Obj, name: str) -> bool:
     return not names or name in names
 
 
+def url_matches(url: str, path: str) -> bool:
+    """One non-resource URL entry: `*`, the path itself, or a prefix ending in `*`."""
+    return url == "*" or url == path or (url.endswith("*") and path.startswith(url[:-1]))
+
+
 def non_resource_url_matches(rule: Obj, path: str) -> bool:
-    for url in rule.get("nonResourceURLs") or ():
-        if url == "*" or url == path:
-            return True
-        if url.endswith("*") and path.startswith(url[:-1]):
-            return True
-    return False
+    return any(url_matches(url, path) for url in rule.get("nonResourceURLs") or ())
 
 
 def rule_allows(a: Attributes, rule: Obj) -> bool:
@@ -104,10 +108,7 @@ def _resource_covers(owner: list[str], sub: str) -> bool:
 
 
 def _non_resource_covers(owner: list[str], url: str) -> bool:
-    for o in owner:
-        if o == url or o == "*" or (o.endswith("*") and url.startswith(o[:-1])):
-            return True
-    return False
+    return any(url_matches(o, url) for o in owner)
 
 
 def rule_covers(owner: Obj, sub: Obj) -> bool:

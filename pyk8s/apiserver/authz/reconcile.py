@@ -18,7 +18,7 @@ import copy
 import enum
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from pyk8s.api import errors
 from pyk8s.api.catalogue import ResourceInfo
@@ -207,7 +207,11 @@ class _Reconciler:
             return False
         return True
 
-    async def ensure_role(self, store: Store, expected: Obj) -> None:
+    async def _ensure(self, store: Store, expected: Obj,
+                      complete: Callable[[Obj], Awaitable[bool]]) -> None:
+        """Create `expected` when it is missing, else `complete` the existing object: True
+        when done; False, Conflict or NotFound when it changed meanwhile (optimistic
+        concurrency on the version read), and the next attempt starts from a new read."""
         md = expected["metadata"]
         ns, name = md.get("namespace"), md["name"]
         existing = self._cached(store, ns, name)
@@ -217,74 +221,70 @@ class _Reconciler:
                     self.tally.created += 1
                     log.debug("created %s", _describe(expected))
                     return
-                existing = await self._read(store, ns, name)
-                continue
+            else:
+                try:
+                    if await complete(existing):
+                        return
+                except (errors.Conflict, errors.NotFound):
+                    pass
+            existing = await self._read(store, ns, name)
+        raise errors.Conflict(f"{_describe(expected)}: exceeded maximum attempts")
+
+    async def ensure_role(self, store: Store, expected: Obj) -> None:
+        md = expected["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+
+        async def complete(existing: Obj) -> bool:
             result = reconcile_role(existing, expected)
             if result.operation is Operation.NONE:
-                return
+                return True
             if result.protected:
                 self.tally.protected += 1
                 if result.missing_rules:
                     log.warning("skipped reconcile-protected %s with missing permissions: %s",
                                 _describe(expected), result.missing_rules)
-                return
-            try:
-                # Optimistic concurrency on the version read: a concurrent change is a
-                # Conflict, and the next attempt starts from the new version.
-                await store.update(ns, name, lambda _cur, r=result.role: copy.deepcopy(r),
-                                   user=ADMIN, manager=FIELD_MANAGER)
-            except (errors.Conflict, errors.NotFound):
-                existing = await self._read(store, ns, name)
-                continue
+                return True
+            await store.update(ns, name, lambda _cur, r=result.role: copy.deepcopy(r),
+                               user=ADMIN, manager=FIELD_MANAGER)
             self.tally.updated += 1
             log.debug("updated %s with additional permissions: %s", _describe(expected),
                       result.missing_rules)
-            return
-        raise errors.Conflict(f"{_describe(expected)}: exceeded maximum attempts")
+            return True
+
+        await self._ensure(store, expected, complete)
 
     async def ensure_binding(self, store: Store, expected: Obj) -> None:
         md = expected["metadata"]
         ns, name = md.get("namespace"), md["name"]
-        existing = self._cached(store, ns, name)
-        for _ in range(_ATTEMPTS):
-            if existing is None:
-                if await self._create(store, ns, expected):
-                    self.tally.created += 1
-                    log.debug("created %s", _describe(expected))
-                    return
-                existing = await self._read(store, ns, name)
-                continue
+
+        async def complete(existing: Obj) -> bool:
             result = reconcile_binding(existing, expected)
             if result.operation is Operation.NONE:
-                return
+                return True
             if result.protected:
                 self.tally.protected += 1
                 if result.missing_subjects or result.operation is Operation.RECREATE:
                     log.warning("skipped reconcile-protected %s with missing subjects: %s",
                                 _describe(expected), result.missing_subjects)
-                return
-            try:
-                if result.operation is Operation.RECREATE:
-                    uid = existing["metadata"].get("uid")
-                    await store.delete(ns, name, DeleteOptions(
-                        preconditions={"uid": uid} if uid else {}), user=ADMIN)
-                    if not await self._create(store, ns, result.binding):
-                        existing = await self._read(store, ns, name)
-                        continue
-                    self.tally.recreated += 1
-                    log.info("recreated %s: its roleRef was not %s", _describe(expected),
-                             expected["roleRef"])
-                    return
-                await store.update(ns, name, lambda _cur, b=result.binding: copy.deepcopy(b),
-                                   user=ADMIN, manager=FIELD_MANAGER)
-            except (errors.Conflict, errors.NotFound):
-                existing = await self._read(store, ns, name)
-                continue
+                return True
+            if result.operation is Operation.RECREATE:
+                uid = existing["metadata"].get("uid")
+                await store.delete(ns, name, DeleteOptions(
+                    preconditions={"uid": uid} if uid else {}), user=ADMIN)
+                if not await self._create(store, ns, result.binding):
+                    return False
+                self.tally.recreated += 1
+                log.info("recreated %s: its roleRef was not %s", _describe(expected),
+                         expected["roleRef"])
+                return True
+            await store.update(ns, name, lambda _cur, b=result.binding: copy.deepcopy(b),
+                               user=ADMIN, manager=FIELD_MANAGER)
             self.tally.updated += 1
             log.debug("updated %s with additional subjects: %s", _describe(expected),
                       result.missing_subjects)
-            return
-        raise errors.Conflict(f"{_describe(expected)}: exceeded maximum attempts")
+            return True
+
+        await self._ensure(store, expected, complete)
 
     async def ensure_namespace(self, name: str) -> None:
         info = self.server.catalogue.lookup("", "v1", "namespaces")
