@@ -41,14 +41,16 @@ system-deps:
 	  else echo "missing:$$missing (apt-get install$$missing)" >&2; exit 1; fi; \
 	fi
 
-# The local node runs real containers when it can (root, runc, CNI plugins).
+# The local node runs real containers when it can (root, runc, CNI plugins). More flags of
+# `pyk8s up`: make up ARGS="--cluster-cidr 10.44.0.0/16 --cni-bridge cni1".
+ARGS ?=
 up: venv system-deps
 	@echo "Starting pyk8s (SQLite state in $(DATA_DIR)/). When it is listening:"
 	@echo "  export KUBECONFIG=$(abspath $(DATA_DIR))/kubeconfig.yaml"
 	@echo "  kubectl get namespaces"
 	@echo "  kubectl create deployment hello --image=busybox -- sleep 3600   # on the local node"
 	@echo "  kubectl get pods -o wide"
-	$(VENV)/bin/pyk8s up --data-dir $(DATA_DIR) --port $(PORT)
+	$(VENV)/bin/pyk8s up --data-dir $(DATA_DIR) --port $(PORT) $(ARGS)
 
 # The REST suite runs once more on the etcd backend, alongside the main run (it mostly
 # waits, so it adds little time); its output follows the main run's.

@@ -318,6 +318,9 @@ class IptablesProxier:
         self._leftover: set[ChainKey] = set()            # a previous run's chains
         self._last_full = 0.0
         self.full_sync_period = 3600.0                  # upstream's FullSyncPeriod
+        self.hook_check_period = 10.0                   # upstream checks its canary chain
+        self._last_hook_check = 0.0                     # 0: setup has not run
+        self._repair_hooks = False
         self.last_rules = 0
         self.last_chains_written = 0
 
@@ -343,18 +346,45 @@ class IptablesProxier:
         self._applied.clear()                            # the next sync is a full one
         # The chains must exist before the hooks can jump to them.
         await self.sync([])
+        await self._insert_missing_hooks()
+        self._last_hook_check = time.monotonic()
+
+    async def _insert_missing_hooks(self) -> int:
+        """Insert the jumps from the built-in chains that are missing; how many were."""
+        missing = 0
         for table, chain, rule in self.chains.hooks():
             rc, _ = await _run(["iptables", "-w", "-t", table, "-C", chain, *rule])
             if rc != 0:
+                missing += 1
                 rc, out = await _run(["iptables", "-w", "-t", table, "-I", chain, "1", *rule])
                 if rc != 0:
                     raise IptablesError(f"iptables -t {table} -I {chain}: {out.strip()}")
+        return missing
+
+    async def _check_hooks(self) -> None:
+        """Every `hook_check_period`: if someone removed our jumps or chains (another
+        program flushing, `iptables -F`), rewrite everything and put the jumps back, as
+        upstream's canary chain triggers a full resync."""
+        if time.monotonic() - self._last_hook_check < self.hook_check_period:
+            return
+        self._last_hook_check = time.monotonic()
+        for table, chain, rule in self.chains.hooks():
+            rc, _ = await _run(["iptables", "-w", "-t", table, "-C", chain, *rule])
+            if rc != 0:
+                log.warning("the proxy's jump from %s/%s is gone (removed by someone "
+                            "else?): restoring every rule", table, chain)
+                self._applied.clear()               # the next restore is a full one
+                self._repair_hooks = True
+                return
 
     async def sync(self, ports: Sequence[ServicePort]) -> float:
         """Apply the rules for `ports`; the seconds it took. Only chains whose rules
         changed are rewritten (upstream's MinimizeIPTablesRestore), except for a full
-        rewrite after setup and every `full_sync_period`."""
+        rewrite after setup, every `full_sync_period`, and when the jumps into our chains
+        were removed (checked every `hook_check_period`)."""
         t0 = time.perf_counter()
+        if self._last_hook_check:
+            await self._check_hooks()
         r = render(ports, self.node_name, self.prefix, self.cluster_cidrs)
         want = by_chain(r)
         full = not self._applied or time.monotonic() - self._last_full > self.full_sync_period
@@ -370,6 +400,9 @@ class IptablesProxier:
         if full:
             self._last_full = time.monotonic()
         self._applied, self._leftover = want, set()
+        if self._repair_hooks:
+            self._repair_hooks = False
+            await self._insert_missing_hooks()
         self.last_rules = r.rules()
         self.last_chains_written = len(changed)
         return time.perf_counter() - t0

@@ -155,3 +155,39 @@ def test_apply_resync_and_cleanup_on_the_host() -> None:
         assert prefix not in _save()
 
     asyncio.run(run())
+
+
+@needs_root
+@needs(not iptables_available(), "iptables is not installed")
+def test_removed_jumps_and_chains_come_back() -> None:
+    """Someone else flushes our jumps or deletes our chains (another cluster's cleanup, an
+    `iptables -F`): the next sync after the check period restores everything, as
+    upstream's canary chain does."""
+    prefix = "T" + secrets.token_hex(3).upper()
+    p = IptablesProxier("n1", prefix, ["10.42.0.0/16"], localhost_nodeports=False)
+    p.hook_check_period = 0.0
+    ports = [sp(eps=[E1], node_port=30998)]
+
+    async def run() -> None:
+        await p.setup()
+        try:
+            await p.sync(ports)
+            jump = ["-m", "comment", "--comment", "kubernetes service portals",
+                    "-j", f"{prefix}-SERVICES"]
+            subprocess.run(["iptables", "-w", "-t", "nat", "-D", "PREROUTING", *jump],
+                           check=True)
+            svc = Chains(prefix).svc(ports[0])
+            subprocess.run(["iptables", "-w", "-t", "nat", "-F", svc], check=True)
+            assert f"-A PREROUTING -m comment --comment \"kubernetes service portals\" " \
+                   f"-j {prefix}-SERVICES" not in _save()
+            await p.sync(ports)                     # nothing changed in the API
+            text = _save()
+            assert f"-A PREROUTING -m comment --comment \"kubernetes service portals\" " \
+                   f"-j {prefix}-SERVICES" in text
+            assert f"-A {svc}" in text and "--to-destination 10.42.0.1:8080" in text
+            assert text.count(f"-j {prefix}-SERVICES") == 4   # each hook once, none doubled
+        finally:
+            await p.cleanup()
+        assert prefix not in _save()
+
+    asyncio.run(run())

@@ -33,6 +33,7 @@ import orjson
 
 from pyk8s.kubelet import cgroups, consolesocket, crilog, podfiles, syscalls
 from pyk8s.kubelet.images import ImageManager, ImageStore, RegistryClient
+from pyk8s.kubelet.images.inuse import write_image_use
 from pyk8s.kubelet.network.namespaces import (create_pod_namespaces, delete_all,
                                               delete_pod_namespaces, list_sandboxes)
 from pyk8s.kubelet.network.podnetwork import PodNetwork
@@ -403,6 +404,10 @@ class OCIRuntime(Runtime):
             (bundle / "empty").mkdir()
             lower = [str(bundle / "empty")]
         image_id = f"{record.repo_digests[0]}" if record.repo_digests else record.id
+        # which image the bundle holds, for `pyk8s image rm` (another process) to refuse
+        # removing it while the container exists
+        write_image_use(bundle, image_id=record.id, image=image_ref, pod_uid=pod_uid,
+                        container=name)
         c = _Ctr(cid, pod_uid, container, ContainerStatus(
             name=name, image=image_ref, image_id=image_id, container_id=f"containerd://{cid}",
             state="created", restart_count=restart, init=init), bundle,

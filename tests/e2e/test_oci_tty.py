@@ -1,0 +1,113 @@
+"""Terminals of real containers (issue 19): `tty: true` containers get a terminal whose
+output is their log (one `stdout` stream) and that `kubectl attach -it` / `kubectl run -it`
+connect to; `kubectl exec -it` and `attach -it` resize it to the client's terminal (channel
+4, TIOCSWINSZ). kubectl runs on a pseudo-terminal of the test's own, like a user's."""
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+from typing import Any
+
+from tests.conftest import needs_root, wait_for
+from tests.e2e.test_oci_runtime import apply, oci, pod  # noqa: F401  (the module's cluster)
+from tests.registry import registry  # noqa: F401  (the session's local registry)
+
+pytestmark = needs_root
+
+
+class Terminal:
+    """A command on a pseudo-terminal of `rows` x `cols`: `expect` what it prints,
+    `send` what a user types, `resize` the window (SIGWINCH, as a terminal emulator)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], rows: int, cols: int) -> None:
+        self.master, slave = pty.openpty()
+        self._winsize(slave, rows, cols)
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                     close_fds=True, start_new_session=True,
+                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        self.out = b""
+
+    @staticmethod
+    def _winsize(fd: int, rows: int, cols: int) -> None:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._winsize(self.master, rows, cols)
+        os.killpg(self.proc.pid, signal.SIGWINCH)
+
+    def expect(self, pattern: str, timeout: float = 30.0, since: int = 0) -> str:
+        """Wait until the output (from byte `since`) matches `pattern`; the text so far."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.out[since:].decode(errors="replace")):
+            if time.monotonic() > deadline or not self._read(deadline - time.monotonic()):
+                raise AssertionError(f"{pattern!r} not in {self.out.decode(errors='replace')!r}")
+        return self.out.decode(errors="replace")
+
+    def _read(self, timeout: float) -> bool:
+        r, _, _ = select.select([self.master], [], [], max(min(timeout, 0.5), 0))
+        if r:
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return False
+            if not data:
+                return False
+            self.out += data
+        return True
+
+    def send(self, text: str) -> int:
+        """Type `text`; the output offset before it (for `expect(..., since=)`)."""
+        mark = len(self.out)
+        os.write(self.master, text.encode())
+        return mark
+
+    def finish(self, timeout: float = 30.0) -> int:
+        """Read to the end; the command's exit code."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._read(0.2)
+        while self._read(0.1) and select.select([self.master], [], [], 0)[0]:
+            pass
+        return self.proc.wait(timeout=5)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+def _kubectl_on_terminal(up: Any, *args: str, rows: int = 24, cols: int = 80) -> Terminal:
+    env = {**os.environ, "KUBECONFIG": str(up.kubeconfig), "TERM": "xterm"}
+    return Terminal(["kubectl", *args], env, rows, cols)
+
+
+def test_exec_it_terminal_has_the_clients_size(oci: Any) -> None:  # noqa: F811
+    up, reg = oci
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sized"},
+               "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                   "name": "main", "image": reg.image("busybox"),
+                   "command": ["sleep", "3600"]}]}})
+    wait_for("Running", lambda: pod(up, "sized").get("status", {}).get("phase") == "Running",
+             timeout=60)
+    t = _kubectl_on_terminal(up, "exec", "-it", "sized", "--", "sh", rows=37, cols=101)
+    try:
+        t.expect(r"# ")
+        t.expect(r"\b37 101\b", since=t.send("stty size\n"))
+        t.resize(50, 132)   # the user resizes the window: kubectl sends the new size
+        time.sleep(0.5)
+        t.expect(r"\b50 132\b", since=t.send("stty size\n"))
+        t.send("exit 4\n")
+        assert t.finish() == 4, t.out
+    finally:
+        t.close()
+    up.kubectl("delete", "pod", "sized", "--wait=false")
