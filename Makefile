@@ -48,7 +48,9 @@ up: venv system-deps
 	@echo "Starting pyk8s (SQLite state in $(DATA_DIR)/). When it is listening:"
 	@echo "  export KUBECONFIG=$(abspath $(DATA_DIR))/kubeconfig.yaml"
 	@echo "  kubectl get namespaces"
-	@echo "  kubectl create deployment hello --image=busybox -- sleep 3600   # on the local node"
+	@echo "  $(VENV)/bin/python tools/build_test_image.py busybox.tar --name busybox:local"
+	@echo "  $(VENV)/bin/pyk8s image import --data-dir $(DATA_DIR) busybox.tar   # no internet needed"
+	@echo "  kubectl create deployment hello --image=busybox:local -- sleep 3600   # on the local node"
 	@echo "  kubectl get pods -o wide"
 	$(VENV)/bin/pyk8s up --data-dir $(DATA_DIR) --port $(PORT) $(ARGS)
 

@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cluster import Cluster, rss_kb, wait  # noqa: E402
 
-LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO pyk8s\.apiserver: "
+LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) V3 pyk8s\.apiserver: "
                   r"(\w+) (\S+) (\d{3}) ")
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     args.window = max(args.window, 10.0)   # at least one renew interval (10 s)
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-hollow-") as d:
         dd = Path(d)
-        c = Cluster(dd, "--disable-agent", "--log-level", "INFO")
+        c = Cluster(dd, "--disable-agent", "--v", "3")  # the request log is V(3)
         agents = []
         try:
             c.wait_api(60)

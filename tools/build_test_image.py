@@ -1,9 +1,13 @@
 """Build the busybox test image (tests/images.py: /usr/bin/busybox from busybox-static, one
 layer, deterministic) as an oci-archive, for `pyk8s image import`, or push it to a registry.
 
-    python tools/build_test_image.py busybox.tar [--name busybox:1.35]
-    .venv/bin/pyk8s image import busybox.tar          # into .pyk8s-agent/images
-    python tools/build_test_image.py --push 127.0.0.1:5000/busybox:latest   # needs skopeo
+    .venv/bin/python tools/build_test_image.py busybox.tar [--name busybox:local]
+    .venv/bin/pyk8s image import busybox.tar   # into `make up`'s node (.pyk8s/agent/images)
+    .venv/bin/python tools/build_test_image.py --push 127.0.0.1:5000/busybox:1.0  # skopeo
+
+The default name is docker.io/library/busybox:latest; pods naming a `latest` image default
+to imagePullPolicy Always (a registry pull), so name it with another tag (`busybox:local`)
+or give the pods imagePullPolicy IfNotPresent / Never.
 """
 from __future__ import annotations
 

@@ -39,6 +39,7 @@ from pyk8s.storage.interface import Storage, StorageInternalError, StorageUnavai
 from pyk8s.watch.cache import WatchCache
 
 log = logging.getLogger("pyk8s.apiserver")
+_V3 = V(3)  # the request log's verbosity
 
 VERSION_INFO = {
     "major": "1", "minor": schemas.API_LEVEL.split(".")[1],
@@ -326,9 +327,9 @@ class APIServer:
             status = resp.status
             return resp
         finally:
-            if log.isEnabledFor(logging.INFO):
-                log.info("%s %s %d %.1fms", request.method, request.path_qs, status,
-                         (time.perf_counter() - start) * 1000)
+            if log.isEnabledFor(_V3):  # upstream's httplog: V(3)
+                log.log(_V3, "%s %s %d %.1fms", request.method, request.path_qs, status,
+                        (time.perf_counter() - start) * 1000)
 
     @web.middleware
     async def _error_mw(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:

@@ -1,8 +1,9 @@
 """Logging of every pyk8s command, as upstream's klog: `-v` / `--v N` (verbosity, 0 by
 default) and `--log-format text|json`.
 
-klog's verbosity maps onto Python's levels just below INFO: a V(n) message is logged at
-`V(n)` = INFO - n (V(0) is INFO, V(10) is DEBUG), so `--v N` is the threshold INFO - N.
+klog's verbosity maps onto Python's levels just below INFO (pyk8s/verbosity.py): a V(n)
+message is logged at `V(n)` = INFO - n (V(0) is INFO, V(10) is DEBUG), so `--v N` is the
+threshold INFO - N.
 Level 0 shows start-up, warnings, errors and state changes; per-request and per-object
 lines are V(2)..V(4) (the API server's request log is V(3), as upstream's httplog).
 
@@ -25,22 +26,10 @@ from typing import Any, TextIO
 
 import orjson
 
-MAX_V = 10  # V(10) is DEBUG; higher verbosities go below it
+from pyk8s.verbosity import V, verbosity_of
+
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-for _n in range(1, MAX_V):
-    logging.addLevelName(logging.INFO - _n, f"V{_n}")
-
-
-def V(n: int) -> int:
-    """The Python level of klog's V(n) messages (V(0) = INFO, V(10) = DEBUG)."""
-    return max(1, logging.INFO - max(0, n))
-
-
-def verbosity_of(levelno: int) -> int:
-    """klog's verbosity of a record below WARNING (INFO → 0, V(3) → 3)."""
-    return max(0, logging.INFO - levelno)
 
 
 def add_logging_args(p: argparse.ArgumentParser) -> None:

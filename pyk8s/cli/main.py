@@ -22,6 +22,7 @@ from aiohttp import web
 from pyk8s.apiserver.app import APIServer, ServerConfig
 from pyk8s.apiserver.authn import ADMIN, Authenticator, ServiceAccountSigner, UserInfo
 from pyk8s.apiserver.certs import ensure_credentials, write_kubeconfig
+from pyk8s.cli.logging_setup import add_logging_args, setup_logging
 from pyk8s.storage import open_storage
 
 log = logging.getLogger("pyk8s")
@@ -170,7 +171,7 @@ def _add_server_args(p: argparse.ArgumentParser, up: bool = False) -> None:
     a.add_argument("--audit-log-maxage", type=int, default=0,
                    help="days rotated audit logs are kept, by the time in their names "
                         "(0: no limit)")
-    p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+    add_logging_args(p)
 
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
@@ -309,14 +310,17 @@ def controller_options(args: argparse.Namespace, identity: str | None = None) ->
 
 
 
-async def _finish(task: "asyncio.Task[None]", timeout: float) -> None:
-    """Wait for a component of `up` to stop on its own (it watches the stop event)."""
+async def _finish(task: "asyncio.Task[None]", timeout: float) -> bool:
+    """Wait for a component of `up` to stop on its own (it watches the stop event); False
+    if it failed."""
     try:
         await asyncio.wait_for(task, timeout)
     except (asyncio.TimeoutError, asyncio.CancelledError):
         pass
     except Exception:
         log.exception("%s failed", task.get_name())
+        return False
+    return True
 
 def kubelet_client_tls(args: argparse.Namespace, config: ServerConfig, data_dir: Path,
                        ca_cert: Path) -> None:
@@ -410,10 +414,10 @@ async def run_server(args: argparse.Namespace) -> None:
     log.info("pyk8s API server listening on %s (storage %s, ready in %.0f ms)", url,
              args.storage, (time.perf_counter() - started) * 1000)
     log.info("kubeconfig: %s", data_dir / "kubeconfig.yaml")
-    stop = asyncio.Event()
+    stop, signalled = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda: (signalled.set(), stop.set()))
     controllers: asyncio.Task[None] | None = None
     scheduler: asyncio.Task[None] | None = None
     addons: asyncio.Task[None] | None = None
@@ -458,14 +462,19 @@ async def run_server(args: argparse.Namespace) -> None:
             addons=node_addons(args, args.runtime)), name="local-node")
     await stop.wait()
     log.info("shutting down")
-    # The local node first: its containers stop before the API server does.
-    for task, timeout in ((local_node, 40.0), (controllers, 10.0), (scheduler, 10.0),
-                          (addons, 1.0)):
+    # The local node first: its containers stop before the API server does. A node that
+    # ended on its own with an error (its runtime could not start: the pod bridge is
+    # another cluster's, …) stopped `up`, which then exits 1.
+    node_ok = await _finish(local_node, 40.0) if local_node is not None else True
+    node_failed = not node_ok and not signalled.is_set()
+    for task, timeout in ((controllers, 10.0), (scheduler, 10.0), (addons, 1.0)):
         if task is not None:
             await _finish(task, timeout)
     server.close_watches()  # open watches end first, so the HTTP server can close promptly
     await runner.cleanup()
     await server.stop()
+    if node_failed:
+        raise SystemExit(1)
 
 
 async def run_controller_manager(args: argparse.Namespace) -> None:
@@ -501,7 +510,7 @@ def _add_scheduler_parser(sub: Any) -> None:
     p = sub.add_parser("scheduler", help="run the scheduler alone")
     p.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
     p.add_argument("--config", default=None, help="a KubeSchedulerConfiguration file")
-    p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+    add_logging_args(p)
     p.add_argument("--leader-elect", type=_parse_bool_flag, nargs="?", const=True, default=True)
     p.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0)
     p.add_argument("--leader-elect-renew-deadline", type=parse_duration, default=10.0)
@@ -559,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     add_node_addon_args(p_up)
     p_cm = sub.add_parser("controller-manager", help="run the controllers alone")
     p_cm.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
-    p_cm.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+    add_logging_args(p_cm)
     _add_controller_args(p_cm)
     _add_scheduler_parser(sub)
     from pyk8s.kubelet.agent import add_agent_parser
@@ -571,9 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyk8s.cli.image import add_image_parser, run_image
     add_image_parser(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    setup_logging(args, logging.WARNING if args.command == "image" else logging.INFO)
     uvloop.install()
     if args.command in ("up", "server") and "Webhook" in args.authorization_mode.split(",") \
             and not args.authorization_webhook_config_file:
@@ -614,6 +621,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.disable_agent:
             print("pyk8s: try: kubectl create deployment hello --image=busybox -- sleep 3600; "
                   "kubectl get pods -o wide", flush=True)
+            if args.runtime == "oci":
+                print("pyk8s: without internet, load an image into this node first: "
+                      f"pyk8s image import --data-dir {Path(args.data_dir).resolve()} FILE, "
+                      "and give it a tag other than latest (README: Images)", flush=True)
     if args.command == "controller-manager":
         asyncio.run(run_controller_manager(args))
     elif args.command == "scheduler":
@@ -622,7 +633,11 @@ def main(argv: list[str] | None = None) -> int:
         from pyk8s.kubelet.agent import run_agent
         if args.runtime == "oci":
             set_cluster_dns_default(args)
-        asyncio.run(run_agent(args, addons=node_addons(args, args.runtime)))
+        try:
+            asyncio.run(run_agent(args, addons=node_addons(args, args.runtime)))
+        except RuntimeError as e:  # the runtime cannot start (e.g. a bridge in use)
+            log.error("the node failed: %s", e)
+            return 1
     elif args.command == "proxy":
         return run_proxy_command(args)
     elif args.command == "dns":

@@ -104,15 +104,19 @@ async def run_node_addons(client: RESTClient, node_name: str, runtime: str,
                     _run_dns(dns_client, client, node_name, args, stop), name="dns"))
         if not tasks:
             return
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for t, r in zip(tasks, results):
-            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
-                log.error("%s failed: %r", t.get_name(), r)
+        for t in tasks:  # a failure is logged when it happens, not when the node stops
+            t.add_done_callback(_log_failure)
+        await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         for t in tasks:
             t.cancel()
         for ident in identities:
             await ident.close()
+
+
+def _log_failure(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed: %r", task.get_name(), task.exception())
 
 
 async def _run_dns(client: RESTClient, node_client: RESTClient, node_name: str,

@@ -700,8 +700,8 @@ class GarbageCollector:
             if any(dep.deleting_dependents for dep in item.dependents):
                 # A possible cycle: stop blocking the owners, then delete in foreground.
                 await self.unblock_owner_references(item.identity)
-            log.info("garbage collector: deleting %s (Foreground: an owner waits for its "
-                     "dependents and it has dependents)", item.identity)
+            log.log(V(2), "garbage collector: deleting %s (Foreground: an owner waits for "
+                    "its dependents and it has dependents)", item.identity)
             await self._delete(item, rv, refs, "Foreground")
         else:
             if _has_finalizer(lmd, FINALIZER_ORPHAN_DEPENDENTS):
@@ -710,8 +710,8 @@ class GarbageCollector:
                 policy = "Foreground"
             else:
                 policy = "Background"
-            log.info("garbage collector: deleting %s (propagationPolicy %s)", item.identity,
-                     policy)
+            log.log(V(2), "garbage collector: deleting %s (propagationPolicy %s)",
+                    item.identity, policy)  # upstream: "Deleting item", V(2)
             await self._delete(item, rv, refs, policy)
 
     async def _delete(self, item: Node, rv: str, refs: list[Obj], policy: str) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import socket
-import sys
 from typing import Any
 
+from pyk8s.cli.logging_setup import add_logging_args, setup_logging
 from pyk8s.client.rest import RESTClient
 from pyk8s.dns.component import DNSOptions, run_dns
 
@@ -47,7 +46,7 @@ def add_dns_parser(sub: Any) -> argparse.ArgumentParser:
                    help="publish this address in an EndpointSlice of Service kube-dns")
     p.add_argument("--service-ip", default=None,
                    help="create Service kube-system/kube-dns with this ClusterIP if absent")
-    p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+    add_logging_args(p)
     return p
 
 
@@ -72,9 +71,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def run_dns_command(args: argparse.Namespace) -> int:
     """Run until SIGINT / SIGTERM; 1 when the server cannot start."""
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    setup_logging(args)
     try:
         asyncio.run(_serve(args))
     except OSError as e:

@@ -107,7 +107,8 @@ def add_agent_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--node-lease-renew-interval", type=float, default=10.0,
                    help="pyk8s: seconds between Lease renewals (upstream: a quarter of the "
                         "40 s lease duration)")
-    p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+    from pyk8s.cli.logging_setup import add_logging_args
+    add_logging_args(p)
     add_container_runtime_args(p)
     return p
 

@@ -17,6 +17,7 @@ import secrets
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 FLAG = "--console-socket"
 
@@ -66,18 +67,24 @@ class ConsoleSocket:
 
     async def receive(self, proc: "asyncio.subprocess.Process", timeout: float = 30.0) -> int:
         """The master fd the runtime sends; ConsoleSocketError if `proc` exits first."""
-        loop = asyncio.get_running_loop()
-        accept = asyncio.ensure_future(loop.sock_accept(self.sock))
         exited = asyncio.ensure_future(proc.wait())
         try:
-            done, _ = await asyncio.wait({accept, exited}, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            return await self.receive_until(exited, timeout)
         finally:
             exited.cancel()
+
+    async def receive_until(self, runtime: "asyncio.Future[Any]", timeout: float = 30.0
+                            ) -> int:
+        """The master fd the runtime sends; ConsoleSocketError if the `runtime` future (its
+        run) is done first. The future is left running."""
+        loop = asyncio.get_running_loop()
+        accept = asyncio.ensure_future(loop.sock_accept(self.sock))
+        done, _ = await asyncio.wait({accept, runtime}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
         if accept not in done:
             accept.cancel()
             raise ConsoleSocketError("the runtime did not send the terminal"
-                                     + (" (it exited)" if proc.returncode is not None else ""))
+                                     + (" (it exited)" if runtime.done() else ""))
         conn, _ = accept.result()
         with conn:
             conn.setblocking(True)

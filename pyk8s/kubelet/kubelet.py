@@ -191,6 +191,9 @@ class Kubelet:
             log.info("node %s: pod CIDR %s", self.name, cidr)
             self.o.pod_cidr = cidr
             self.runtime.set_pod_cidr(cidr)
+            # A network that cannot come up at all (oci: the CIDR is another node's on this
+            # host) makes the node NotReady with the runtime's reason.
+            self.health.runtime_error = getattr(self.runtime, "network_error", "")
             for key in list(self.pods.store.keys()) + list(self.static):
                 self.queue.add(key)
         return True
@@ -270,7 +273,7 @@ class Kubelet:
         if new:
             self._uids[key] = uid
             self._refs[uid] = pod
-            log.info("starting pod %s (%s)", key, uid)
+            log.log(V(2), "starting pod %s (%s)", key, uid)  # upstream: SyncLoop ADD, V(2)
         if self.runtime.needs_pod_cidr:
             pod_ip = await self._sandbox(key, pod, mirror)
             if pod_ip is None:

@@ -85,12 +85,17 @@ class NodeResources:
 class NodeHealth:
     """What the conditions report: the runtime's readiness and the pressure signals."""
     runtime_ready: bool = True
+    # Why the runtime cannot run pods (its network cannot come up: a pod CIDR another node
+    # on this host holds, …): Ready is False with this message, as upstream's
+    # "container runtime network not ready" (empty: nothing wrong).
+    runtime_error: str = ""
     memory_pressure: bool = False
     disk_pressure: bool = False
     pid_pressure: bool = False
 
     def healthy(self, cond_type: str) -> bool:
-        return {"Ready": self.runtime_ready, "MemoryPressure": not self.memory_pressure,
+        return {"Ready": self.runtime_ready and not self.runtime_error,
+                "MemoryPressure": not self.memory_pressure,
                 "DiskPressure": not self.disk_pressure,
                 "PIDPressure": not self.pid_pressure}[cond_type]
 
@@ -105,6 +110,8 @@ def build_conditions(previous: list[Obj] | None, health: NodeHealth, now: str) -
             status, reason, message = ok_status, ok_reason, ok_message
         else:
             status, reason, message = UNHEALTHY[ctype]
+            if ctype == "Ready" and health.runtime_error:
+                message = health.runtime_error
         old = prev.get(ctype)
         transition = (old.get("lastTransitionTime") if old and old.get("status") == status
                       and old.get("lastTransitionTime") else now)

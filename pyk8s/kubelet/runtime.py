@@ -138,6 +138,11 @@ class Runtime(abc.ABC):
         `kubectl attach`: its new output is tailed from the log, stdin goes to the writer."""
         raise NotImplementedError(f"the {self.name} runtime does not support attach")
 
+    def terminal(self, pod_uid: str, name: str) -> Any:
+        """The terminal of a running `tty: true` container (a ContainerTerminal: attach
+        resizes it), or None."""
+        return None
+
     async def exec_sync(self, container_id: str, argv: list[str],
                         timeout: float) -> tuple[int, bytes]:
         """Run `argv` in a running container (CRI ExecSync: exec probes, lifecycle hooks);

@@ -396,13 +396,15 @@ class KubeletServer:
         ws = web.WebSocketResponse(protocols=streaming.PROTOCOLS, autoping=True)
         try:
             path, status, writer, once = self.kubelet.runtime.attach_context(uid, ctr)
+            terminal = self.kubelet.runtime.terminal(uid, ctr)
         except (NotImplementedError, LookupError) as e:
             return await self._stream_error(request, ws, f"error attaching to container: {e}")
         await ws.prepare(request)
         await streaming.run_attach(ws, path, status, writer, once,
                                    stdin=streaming.query_bool(request, "stdin"),
                                    stdout=streaming.query_bool(request, "stdout"),
-                                   stderr=streaming.query_bool(request, "stderr"))
+                                   stderr=streaming.query_bool(request, "stderr"),
+                                   terminal=terminal)
         return ws
 
     async def _port_forward(self, request: web.Request) -> web.StreamResponse:

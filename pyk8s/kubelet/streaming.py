@@ -85,13 +85,23 @@ class Channels:
         return None
 
 
-def _set_winsize(fd: int, data: bytes) -> None:
+def _winsize(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a resize frame: `{"Width": .., "Height": ..}`."""
     try:
         size = orjson.loads(data)
+        return int(size.get("Width", 0)), int(size.get("Height", 0))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _set_winsize(fd: int, data: bytes) -> None:
+    size = _winsize(data)
+    if size is None or size[0] <= 0 or size[1] <= 0:
+        return
+    try:
         fcntl.ioctl(fd, termios.TIOCSWINSZ,
-                    struct.pack("HHHH", int(size.get("Height", 0)), int(size.get("Width", 0)),
-                                0, 0))
-    except (ValueError, OSError, AttributeError):
+                    struct.pack("HHHH", min(size[1], 0xFFFF), min(size[0], 0xFFFF), 0, 0))
+    except OSError:
         pass
 
 
@@ -284,11 +294,13 @@ async def run_exec(ws: web.WebSocketResponse, argv: list[str], env: dict[str, st
 
 async def run_attach(ws: web.WebSocketResponse, log_path: Any, status: Any,
                      writer: asyncio.StreamWriter | None, stdin_once: bool, stdin: bool,
-                     stdout: bool, stderr: bool = False) -> None:
+                     stdout: bool, stderr: bool = False, terminal: Any = None) -> None:
     """Attach to a running container: its output from now on (tailed from its CRI log
     file: stdout records to the stdout channel, stderr records to the stderr channel) and,
-    when the container has `stdin: true`, the client's stdin into its pipe. Ends when the
-    container exits (Success on the error channel) or the client goes away."""
+    when the container has `stdin: true`, the client's stdin into its pipe (or its
+    terminal). A `tty: true` container's `terminal` takes the client's sizes (channel 4).
+    Ends when the container exits (Success on the error channel) or the client goes
+    away."""
     ch = Channels(ws)
     renderers = {crilog.STDOUT: crilog.LogRenderer(streams=(crilog.STDOUT,)),
                  crilog.STDERR: crilog.LogRenderer(streams=(crilog.STDERR,))}
@@ -330,6 +342,10 @@ async def run_attach(ws: web.WebSocketResponse, log_path: Any, status: Any,
                 writer.write(data)
                 with contextlib.suppress(ConnectionError):
                     await writer.drain()
+            elif channel == RESIZE and terminal is not None:
+                size = _winsize(data)
+                if size is not None:
+                    terminal.resize(*size)
             elif channel == CLOSE and data[:1] == bytes([STDIN]):
                 close_stdin()
 

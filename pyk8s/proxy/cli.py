@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import socket
 from typing import Any
 
+from pyk8s.cli.logging_setup import add_logging_args
 from pyk8s.proxy.component import ProxyOptions, run_proxy
 
 
@@ -32,7 +32,7 @@ def add_proxy_parser(sub: Any) -> None:
                    help="userspace: the address NodePorts listen on")
     p.add_argument("--cleanup", action="store_true",
                    help="remove the chains (or links) of this prefix and exit")
-    p.add_argument("--log-level", default=os.environ.get("PYK8S_LOG_LEVEL", "INFO"))
+    add_logging_args(p)
 
 
 def proxy_options(args: argparse.Namespace) -> ProxyOptions:

@@ -111,3 +111,66 @@ def test_exec_it_terminal_has_the_clients_size(oci: Any) -> None:  # noqa: F811
     finally:
         t.close()
     up.kubectl("delete", "pod", "sized", "--wait=false")
+
+
+def test_kubectl_run_it_rm_shell_prompt_echo_and_size(oci: Any) -> None:  # noqa: F811
+    """`kubectl run -it --rm`: the pod's container has a terminal; kubectl attaches to it
+    (a prompt once the user presses enter, typed text echoed, the client's size), and
+    deletes the pod once the shell exits."""
+    up, reg = oci
+    t = _kubectl_on_terminal(up, "run", "-it", "--rm", "tshell", f"--image={reg.image('busybox')}",
+                             "--", "sh", rows=30, cols=90)
+    try:
+        t.expect(r"try pressing enter", timeout=90)
+        t.expect(r"/ # ", since=t.send("\n"))
+        mark = t.send("echo hi $((6*7))\n")
+        t.expect(r"echo hi \$\(\(6\*7\)\)\r?\n", since=mark)   # the terminal's echo
+        t.expect(r"\nhi 42", since=mark)
+        t.expect(r"\b30 90\b", since=t.send("stty size\n"))
+        t.resize(40, 100)
+        time.sleep(0.5)
+        t.expect(r"\b40 100\b", since=t.send("stty size\n"))
+        t.expect(r'pod "tshell" deleted', since=t.send("exit\n"))
+        assert t.finish() == 0, t.out
+    finally:
+        t.close()
+    # Deleted: gone, or terminating (sh, the restarted container's pid 1, ignores SIGTERM:
+    # the 30s grace period runs out first, as upstream).
+    gone = up.kubectl("get", "pod", "tshell", "-o", "json", check=False)
+    assert gone.returncode != 0 or '"deletionTimestamp"' in gone.stdout, gone.stdout
+
+
+def test_tty_pod_log_is_the_terminals_output(oci: Any) -> None:  # noqa: F811
+    up, reg = oci
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ttylog"},
+               "spec": {"restartPolicy": "Never", "containers": [{
+                   "name": "main", "image": reg.image("busybox"), "tty": True,
+                   "command": ["sh", "-c", "test -t 1 && echo on-a-tty TERM=$TERM; "
+                                           "echo to-stderr >&2; echo done"]}]}})
+    wait_for("Succeeded", lambda: pod(up, "ttylog").get("status", {}).get("phase")
+             == "Succeeded", timeout=60)
+    logs = up.kubectl("logs", "ttylog").stdout
+    # Lines as containerd's CRI logger splits them: on "\n", a terminal's "\r\n" dropped.
+    assert "on-a-tty TERM=xterm\nto-stderr\ndone\n" == logs, repr(logs)
+    uid = pod(up, "ttylog")["metadata"]["uid"]
+    records = (up.data_dir / "agent" / "pods" / uid / "main" / "0.log").read_text()
+    streams = {line.split(" ")[1] for line in records.splitlines()}
+    assert streams == {"stdout"}, records   # a terminal is one stream
+    up.kubectl("delete", "pod", "ttylog", "--wait=false")
+
+
+def test_tty_shell_pod_deleted_after_its_grace_period(oci: Any) -> None:  # noqa: F811
+    """sh as pid 1 on a terminal ignores SIGTERM: SIGKILL once the grace period is over,
+    the terminal let go and the pod gone."""
+    up, reg = oci
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ttysh"},
+               "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
+                   "name": "main", "image": reg.image("busybox"), "tty": True,
+                   "stdin": True, "command": ["sh"]}]}})
+    wait_for("Running", lambda: pod(up, "ttysh").get("status", {}).get("phase") == "Running",
+             timeout=60)
+    t0 = time.monotonic()
+    up.kubectl("delete", "pod", "ttysh", "--wait=false")
+    wait_for("pod gone", lambda: up.kubectl("get", "pod", "ttysh", check=False)
+             .returncode != 0, timeout=20)
+    assert time.monotonic() - t0 >= 1.5

@@ -1,7 +1,7 @@
 """The kubelet's image service: references (reference.py), the content-addressed store of
 blobs, unpacked layers and image records (store.py, layers.py), pulls over the OCI
-distribution API (registry.py, credentials.py), pull policies (manager.py) and imports of
-image archives (archive.py)."""
+distribution API (registry.py, credentials.py), pull policies (manager.py), imports of
+image archives (archive.py) and the images containers use (inuse.py)."""
 from pyk8s.kubelet.images.archive import ImageImportError, import_archive, import_layout
 from pyk8s.kubelet.images.credentials import RegistryCredential, credentials_from_secrets
 from pyk8s.kubelet.images.errors import (DigestMismatch, ImageError, ImageNeverPullError,

@@ -32,8 +32,10 @@ from typing import Any
 import orjson
 
 from pyk8s.kubelet import cgroups, consolesocket, crilog, podfiles, syscalls
+from pyk8s.kubelet.containertty import ContainerTerminal
 from pyk8s.kubelet.images import ImageManager, ImageStore, RegistryClient
 from pyk8s.kubelet.images.inuse import write_image_use
+from pyk8s.kubelet.network import hostclaims
 from pyk8s.kubelet.network.namespaces import (create_pod_namespaces, delete_all,
                                               delete_pod_namespaces, list_sandboxes)
 from pyk8s.kubelet.network.podnetwork import PodNetwork
@@ -112,6 +114,7 @@ class _Ctr:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
     stdin: Any = None
+    terminal: ContainerTerminal | None = None   # tty: true
     mounted: bool = False
     cleanup: asyncio.Task[None] | None = None
 
@@ -143,6 +146,9 @@ class OCIRuntime(Runtime):
         self.resolv_conf_path = resolv_conf
         self.pod_max_pids = pod_max_pids
         self.network: PodNetwork | None = None   # once the node has its pod CIDR
+        self.network_error = ""                   # why it cannot come up (a taken CIDR)
+        self._bridge_claim: hostclaims.HostClaim | None = None
+        self._cidr_claims: dict[str, hostclaims.HostClaim] = {}
         self.pod_cidr = ""
         self._sandboxes: dict[str, _Sandbox] = {}
         self._containers: dict[str, _Ctr] = {}
@@ -178,6 +184,15 @@ class OCIRuntime(Runtime):
             return
         if os.geteuid() != 0:
             raise RuntimeError("the oci runtime needs root")
+        if self._bridge_claim is None:
+            try:
+                self._bridge_claim = hostclaims.claim("bridge", self.cni_bridge,
+                                                      str(self.data_dir))
+            except hostclaims.ClaimedElsewhere as e:
+                raise RuntimeError(
+                    f"the pod bridge {self.cni_bridge} is in use by another pyk8s node on this "
+                    f"host ({e}): give this cluster its own with --cni-bridge, --cluster-cidr "
+                    "and --service-cluster-ip-range (or stop the other one)") from None
         syscalls.set_child_subreaper()
         for d in (self.state_root, self.containers_dir, self.pods_dir, self.sandbox_root):
             d.mkdir(parents=True, exist_ok=True)
@@ -218,10 +233,26 @@ class OCIRuntime(Runtime):
         if not cidr or cidr == self.pod_cidr:
             return
         self.pod_cidr = cidr
+        try:
+            claims = [hostclaims.claim("podcidr", c.strip(), str(self.data_dir))
+                      for c in cidr.split(",") if c.strip() not in self._cidr_claims]
+        except hostclaims.ClaimedElsewhere as e:
+            self.network = None
+            self.network_error = (
+                f"pod CIDR {cidr} is in use by another pyk8s node on this host ({e}): give "
+                "this cluster another with --cluster-cidr (and --cni-bridge)")
+            log.error("%s", self.network_error)
+            return
+        for c in claims:
+            self._cidr_claims[c.name] = c
+        self.network_error = ""
         self.network = PodNetwork(cidr, self.cni_bridge, self.data_dir / "cni")
         log.info("pod network: bridge %s, pod CIDR %s", self.cni_bridge, cidr)
 
     def network_ready(self) -> tuple[bool, str]:
+        if self.network_error:
+            return False, ("container runtime network not ready: NetworkReady=false "
+                           f"reason:NetworkPluginNotReady message:{self.network_error}")
         if self.network is None:
             return False, ("container runtime network not ready: NetworkReady=false "
                            "reason:NetworkPluginNotReady message:Network plugin returns "
@@ -247,6 +278,10 @@ class OCIRuntime(Runtime):
             except Exception:  # pragma: no cover
                 log.exception("removing the pod network")
         cgroups.remove(self.cgroup_root)
+        for c in [self._bridge_claim, *self._cidr_claims.values()]:
+            if c is not None:
+                c.release()
+        self._bridge_claim, self._cidr_claims = None, {}
 
     # -- runc -----------------------------------------------------------------------------
     async def _runc(self, *args: str, check: bool = True, stdin: int | None = None,
@@ -475,30 +510,34 @@ class OCIRuntime(Runtime):
         path = self.log_path(c.pod_uid, st.name, st.restart_count)
         path.parent.mkdir(parents=True, exist_ok=True)
         st.started_at = now_rfc3339()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        in_r = in_w = -1
-        if c.spec.get("stdin"):
-            in_r, in_w = os.pipe()
+        tty = bool(c.spec.get("tty"))
+        out_r = out_w = err_r = err_w = in_r = in_w = master = -1
+        if not tty:   # a terminal is stdin, stdout and stderr at once
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            if c.spec.get("stdin"):
+                in_r, in_w = os.pipe()
         runc_log = c.bundle / "runc.log"
         pid_file = c.bundle / "init.pid"
         try:
-            rc, out = await self._runc(
-                "create", "--bundle", str(c.bundle), "--pid-file", str(pid_file), c.id,
-                check=False, stdin=in_r if in_r >= 0 else None, stdout=out_w, stderr=err_w,
-                log_file=runc_log)
+            if tty:
+                rc, out, master = await self._create_on_terminal(c, pid_file, runc_log)
+            else:
+                rc, out = await self._runc(
+                    "create", "--bundle", str(c.bundle), "--pid-file", str(pid_file), c.id,
+                    check=False, stdin=in_r if in_r >= 0 else None, stdout=out_w,
+                    stderr=err_w, log_file=runc_log)
             if rc == 0:
                 c.pid = int(pid_file.read_text().strip())
         except (OSError, ValueError, asyncio.TimeoutError) as e:
             rc, out = -1, str(e).encode()
         finally:
-            os.close(out_w)
-            os.close(err_w)
-            if in_r >= 0:
-                os.close(in_r)
+            for fd in (out_w, err_w, in_r):
+                if fd >= 0:
+                    os.close(fd)
         if rc != 0 or not c.pid:
             msg = self._runc_error(out, runc_log)
-            for fd in (out_r, err_r, in_w):
+            for fd in (out_r, err_r, in_w, master):
                 if fd >= 0:
                     os.close(fd)
             tool = Path(self.binary).name
@@ -512,8 +551,12 @@ class OCIRuntime(Runtime):
             self._release_rootfs(c)
             self._exited(c, START_ERROR_EXIT_CODE, "StartError", message)
             return
-        c.pumps = await crilog.pump_pipes([(out_r, crilog.STDOUT), (err_r, crilog.STDERR)],
-                                          path)
+        if master >= 0:   # the terminal's output is the log's one stream, stdout
+            c.terminal = ContainerTerminal(master, stdin=bool(c.spec.get("stdin")))
+            c.pumps = await crilog.pump_pipes([(master, crilog.STDOUT)], path)
+        else:
+            c.pumps = await crilog.pump_pipes([(out_r, crilog.STDOUT),
+                                               (err_r, crilog.STDERR)], path)
         if in_w >= 0:
             loop = asyncio.get_running_loop()
             transport, protocol = await loop.connect_write_pipe(
@@ -526,6 +569,32 @@ class OCIRuntime(Runtime):
                         self._runc_error(out, runc_log))
             self._signal(c, signal.SIGKILL)
         st.state = "running" if not c.exited.is_set() else st.state
+
+    async def _create_on_terminal(self, c: _Ctr, pid_file: Path, runc_log: Path
+                                  ) -> tuple[int, bytes, int]:
+        """`runc create --console-socket` for a `tty: true` container: (runc's status, its
+        output, the terminal's master fd or -1)."""
+        listener = consolesocket.ConsoleSocket(consolesocket.new_socket_path())
+        try:
+            create = asyncio.ensure_future(self._runc(
+                "create", "--bundle", str(c.bundle), "--pid-file", str(pid_file),
+                consolesocket.FLAG, listener.path, c.id, check=False, log_file=runc_log))
+            try:
+                master = await listener.receive_until(create, RUNC_TIMEOUT)
+            except consolesocket.ConsoleSocketError as e:
+                rc, out = await create
+                return (rc or -1), (out or str(e).encode()), -1
+            try:
+                rc, out = await create
+            except BaseException:
+                os.close(master)
+                raise
+            if rc != 0:
+                os.close(master)
+                return rc, out, -1
+            return rc, out, master
+        finally:
+            listener.close()
 
     def _watch_exit(self, c: _Ctr) -> None:
         c.proc = ReapedProcess(c.pid)
@@ -553,6 +622,8 @@ class OCIRuntime(Runtime):
         self._release_rootfs(c)
         if c.stdin is not None:
             c.stdin.close()
+        if c.terminal is not None:
+            c.terminal.release()
         self._exited(c, code, "OOMKilled" if oom else ("Completed" if code == 0 else "Error"),
                      message)
         if self.on_exit is not None:
@@ -662,8 +733,13 @@ class OCIRuntime(Runtime):
     def attach_context(self, pod_uid: str, name: str
                        ) -> tuple[Path, ContainerStatus, Any, bool]:
         c = self._running(pod_uid, name)
-        return (self.log_path(pod_uid, name, c.status.restart_count), c.status, c.stdin,
+        stdin = c.terminal if c.terminal is not None and c.terminal.stdin else c.stdin
+        return (self.log_path(pod_uid, name, c.status.restart_count), c.status, stdin,
                 bool(c.spec.get("stdinOnce")))
+
+    def terminal(self, pod_uid: str, name: str) -> ContainerTerminal | None:
+        c = self._running(pod_uid, name)
+        return c.terminal
 
     async def exec_sync(self, container_id: str, argv: list[str],
                         timeout: float) -> tuple[int, bytes]:

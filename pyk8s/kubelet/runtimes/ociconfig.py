@@ -144,7 +144,8 @@ def container_args(inp: ContainerSpecInput) -> list[str]:
 
 def merged_env(inp: ContainerSpecInput) -> list[str]:
     """The image's Env, then the container's (a later name replaces an earlier one, in
-    place), HOSTNAME, and PATH if nobody set one (containerd's CRI does the same)."""
+    place), HOSTNAME, TERM=xterm for a tty, and PATH if nobody set one (containerd's CRI
+    does the same)."""
     out: dict[str, str] = {}
     for kv in inp.image_config.get("Env") or []:
         k, _, v = str(kv).partition("=")
@@ -153,6 +154,8 @@ def merged_env(inp: ContainerSpecInput) -> list[str]:
         out["PATH"] = DEFAULT_PATH
     if inp.hostname:
         out["HOSTNAME"] = inp.hostname
+    if inp.container.get("tty"):   # containerd's WithTTY
+        out["TERM"] = "xterm"
     for k, v in inp.env:
         out[k] = v
     return [f"{k}={v}" for k, v in out.items()]
@@ -285,7 +288,7 @@ def build_spec(inp: ContainerSpecInput) -> Obj:
         raise UserError("no command specified")
     caps = capabilities(inp, privileged)
     process: Obj = {
-        "terminal": False,
+        "terminal": bool(c.get("tty")),   # the runtime sends its master to the kubelet
         "user": resolve_user(inp),
         "args": args,
         "env": merged_env(inp),
