@@ -7,7 +7,7 @@ PORT ?= 6443
 # Parallel test workers (pytest-xdist); CI has 2 cores.
 TEST_WORKERS ?= 4
 
-.PHONY: up test venv dev-venv system-deps bench bench-controllers bench-scheduler bench-pods bench-proxy clean
+.PHONY: up down test venv dev-venv system-deps bench bench-controllers bench-scheduler bench-pods bench-proxy clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,11 @@ up: venv system-deps
 	@echo "  kubectl create deployment hello --image=busybox:local -- sleep 3600   # on the local node"
 	@echo "  kubectl get pods -o wide"
 	$(VENV)/bin/pyk8s up --data-dir $(DATA_DIR) --port $(PORT) $(ARGS)
+
+# Stop the cluster of DATA_DIR and remove everything it left on the host (containers,
+# mounts, pod network, cgroups, iptables chains), e.g. after it was killed with SIGKILL.
+down: venv
+	$(VENV)/bin/pyk8s killall --data-dir $(DATA_DIR)
 
 # The REST suite runs once more on the etcd backend, alongside the main run (it mostly
 # waits, so it adds little time); its output follows the main run's.

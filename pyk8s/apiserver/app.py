@@ -36,6 +36,7 @@ from pyk8s.registry.service.store import ServiceStore
 from pyk8s.registry.store import Store
 from pyk8s.registry.strategy import strategy_for
 from pyk8s.storage.interface import Storage, StorageInternalError, StorageUnavailable
+from pyk8s.verbosity import V
 from pyk8s.watch.cache import WatchCache
 
 log = logging.getLogger("pyk8s.apiserver")

@@ -579,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     add_dns_parser(sub)
     from pyk8s.cli.image import add_image_parser, run_image
     add_image_parser(sub)
+    from pyk8s.cli.killall import add_killall_parser, run_killall
+    add_killall_parser(sub)
     args = parser.parse_args(argv)
     setup_logging(args, logging.WARNING if args.command == "image" else logging.INFO)
     uvloop.install()
@@ -644,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_dns_command(args)
     elif args.command == "image":
         return run_image(args)
+    elif args.command == "killall":
+        return run_killall(args)
     else:
         asyncio.run(run_server(args))
     return 0

@@ -28,6 +28,7 @@ from pyk8s.client.rest import (APIResource, Conflict, NotFound, RESTClient,
                                server_preferred_resources)
 from pyk8s.client.informer import SharedInformer, metadata_only
 from pyk8s.client.workqueue import ShutDown, WorkQueue
+from pyk8s.verbosity import V
 
 log = logging.getLogger("pyk8s.controllers.garbagecollector")
 

@@ -34,6 +34,7 @@ from pyk8s.kubelet.staticpods import (FILE_CHECK_FREQUENCY, FileSource, is_mirro
                                       is_mirror_pod, mirror_pod)
 from pyk8s.kubelet.volumes import VolumeError, VolumeManager
 from pyk8s.kubelet.volumes.manager import TokenCache
+from pyk8s.verbosity import V
 
 log = logging.getLogger("pyk8s.kubelet")
 

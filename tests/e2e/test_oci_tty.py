@@ -118,8 +118,8 @@ def test_kubectl_run_it_rm_shell_prompt_echo_and_size(oci: Any) -> None:  # noqa
     (a prompt once the user presses enter, typed text echoed, the client's size), and
     deletes the pod once the shell exits."""
     up, reg = oci
-    t = _kubectl_on_terminal(up, "run", "-it", "--rm", "tshell", f"--image={reg.image('busybox')}",
-                             "--", "sh", rows=30, cols=90)
+    t = _kubectl_on_terminal(up, "run", "-it", "--rm", "--restart=Never", "tshell",
+                             f"--image={reg.image('busybox')}", "--", "sh", rows=30, cols=90)
     try:
         t.expect(r"try pressing enter", timeout=90)
         t.expect(r"/ # ", since=t.send("\n"))
@@ -134,10 +134,8 @@ def test_kubectl_run_it_rm_shell_prompt_echo_and_size(oci: Any) -> None:  # noqa
         assert t.finish() == 0, t.out
     finally:
         t.close()
-    # Deleted: gone, or terminating (sh, the restarted container's pid 1, ignores SIGTERM:
-    # the 30s grace period runs out first, as upstream).
-    gone = up.kubectl("get", "pod", "tshell", "-o", "json", check=False)
-    assert gone.returncode != 0 or '"deletionTimestamp"' in gone.stdout, gone.stdout
+    wait_for("pod gone", lambda: up.kubectl("get", "pod", "tshell", check=False)
+             .returncode != 0, timeout=20)
 
 
 def test_tty_pod_log_is_the_terminals_output(oci: Any) -> None:  # noqa: F811
@@ -174,3 +172,31 @@ def test_tty_shell_pod_deleted_after_its_grace_period(oci: Any) -> None:  # noqa
     wait_for("pod gone", lambda: up.kubectl("get", "pod", "ttysh", check=False)
              .returncode != 0, timeout=20)
     assert time.monotonic() - t0 >= 1.5
+
+
+def test_attach_it_then_stdin_once_closes_the_terminals_input(oci: Any) -> None:  # noqa: F811
+    """`kubectl attach -it` types into the container's terminal (echoed, resized to the
+    client); with stdinOnce the input ends when that first session ends."""
+    up, reg = oci
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "once"},
+               "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                   "name": "main", "image": reg.image("busybox"), "tty": True,
+                   "stdin": True, "stdinOnce": True, "command": [
+                       "sh", "-c", "read line; echo got=$line size=$(stty size); cat; "
+                                   "echo input-ended; sleep 3600"]}]}})
+    wait_for("Running", lambda: pod(up, "once").get("status", {}).get("phase") == "Running",
+             timeout=60)
+    t = _kubectl_on_terminal(up, "attach", "-it", "once", rows=33, cols=77)
+    try:
+        t.expect(r"try pressing enter", timeout=30)
+        time.sleep(1)   # attached: the size is sent as the session opens
+        mark = t.send("hello\n")
+        t.expect(r"got=hello size=33 77", since=mark)
+        t.proc.kill()   # the user goes away: the first session is over
+        t.proc.wait()
+    finally:
+        t.close()
+    wait_for("stdin closed", lambda: "input-ended" in up.kubectl(
+        "logs", "once", check=False).stdout, timeout=20)
+    assert "hello" in up.kubectl("logs", "once").stdout   # the terminal's echo
+    up.kubectl("delete", "pod", "once", "--wait=false")
