@@ -162,11 +162,77 @@ async def get_object(getter: ObjectGetter, kind: str, ns: str, name: str,
     return obj
 
 
+# Services whose variables every pod gets, whatever enableServiceLinks says.
+MASTER_SERVICES = ("kubernetes",)
+
+
+def _env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def _cluster_ip_set(svc: Obj) -> bool:
+    ip = (svc.get("spec") or {}).get("clusterIP") or ""
+    return ip not in ("", "None")
+
+
+def service_variables(services: list[Obj]) -> dict[str, str]:
+    """Upstream's envvars.FromServices: `<NAME>_SERVICE_HOST`, `_SERVICE_PORT` (first
+    port), `_SERVICE_PORT_<PORT NAME>`, and Docker link variables (`<NAME>_PORT`,
+    `<NAME>_PORT_<port>_<PROTO>` with `_PROTO`, `_PORT`, `_ADDR`)."""
+    out: dict[str, str] = {}
+    for svc in services:
+        spec = svc.get("spec") or {}
+        ports = spec.get("ports") or []
+        if not _cluster_ip_set(svc) or not ports:
+            continue
+        prefix, ip = _env_name(svc["metadata"]["name"]), spec["clusterIP"]
+        out[prefix + "_SERVICE_HOST"] = ip
+        out[prefix + "_SERVICE_PORT"] = str(ports[0].get("port"))
+        for sp in ports:
+            if sp.get("name"):
+                out[f"{prefix}_SERVICE_PORT_{_env_name(sp['name'])}"] = str(sp.get("port"))
+        host = f"[{ip}]" if ":" in ip else ip
+        for i, sp in enumerate(ports):
+            proto = (sp.get("protocol") or "TCP").lower()
+            url = f"{proto}://{host}:{sp.get('port')}"
+            if i == 0:
+                out[prefix + "_PORT"] = url
+            pp = f"{prefix}_PORT_{sp.get('port')}_{proto.upper()}"
+            out[pp] = url
+            out[pp + "_PROTO"] = proto
+            out[pp + "_PORT"] = str(sp.get("port"))
+            out[pp + "_ADDR"] = ip
+    return out
+
+
+def service_environment(pod: Obj, services: list[Obj]) -> dict[str, str]:
+    """Upstream's getServiceEnvVarMap: the master services of `default` always, and with
+    `enableServiceLinks` (default true) every Service of the pod's namespace."""
+    ns = (pod.get("metadata") or {}).get("namespace") or "default"
+    links = (pod.get("spec") or {}).get("enableServiceLinks")
+    links = True if links is None else bool(links)
+    chosen: dict[str, Obj] = {}
+    for svc in services:
+        md = svc.get("metadata") or {}
+        name = md.get("name") or ""
+        if not _cluster_ip_set(svc):
+            continue
+        if md.get("namespace") == "default" and name in MASTER_SERVICES:
+            chosen.setdefault(name, svc)
+        elif md.get("namespace") == ns and links:
+            chosen[name] = svc
+    return service_variables(list(chosen.values()))
+
+
 async def make_environment(pod: Obj, container: Obj, getter: ObjectGetter,
                            pod_ip: str = "", host_ip: str = "",
-                           allocatable: dict[str, Any] | None = None) -> list[tuple[str, str]]:
-    """The container's environment, in order (later entries override earlier ones)."""
+                           allocatable: dict[str, Any] | None = None,
+                           service_env: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """The container's environment, in order (later entries override earlier ones).
+    `service_env` (see service_environment) can be referenced by `$(VAR)` and fills in the
+    names the container does not set, as upstream."""
     ns = (pod.get("metadata") or {}).get("namespace") or "default"
+    service_env = service_env or {}
     env: dict[str, str] = {}
     for src in container.get("envFrom") or []:
         prefix = src.get("prefix") or ""
@@ -186,7 +252,7 @@ async def make_environment(pod: Obj, container: Obj, getter: ObjectGetter,
             continue
         vf = e.get("valueFrom")
         if not vf:
-            env[name] = expand(str(e.get("value") or ""), env)
+            env[name] = expand(str(e.get("value") or ""), {**service_env, **env})
             continue
         if vf.get("fieldRef"):
             env[name] = pod_field(pod, vf["fieldRef"].get("fieldPath") or "", pod_ip, host_ip)
@@ -212,6 +278,8 @@ async def make_environment(pod: Obj, container: Obj, getter: ObjectGetter,
                         f"couldn't find key {k} in {KIND_NAMES[kind]} {ns}/{oname}")
                 env[name] = data[k].decode(errors="replace")
                 break
+    for k, v in service_env.items():
+        env.setdefault(k, v)
     return list(env.items())
 
 

@@ -19,7 +19,7 @@ from pyk8s.client.rest import AlreadyExists, Conflict, NotFound, RESTClient, res
 from pyk8s.client.workqueue import WorkQueue, run_workers
 from pyk8s.kubelet.admission import admit, rejected_status
 from pyk8s.kubelet.envvars import (CachedGetter, ContainerConfigError, container_argv,
-                                   expand, make_environment)
+                                   expand, make_environment, service_environment)
 from pyk8s.kubelet.lease import NodeLease
 from pyk8s.kubelet.node import (NODE_STATUS_REPORT_FREQUENCY, NODE_STATUS_UPDATE_FREQUENCY,
                                 NodeConfig, NodeHealth, build_node, build_node_status,
@@ -130,6 +130,12 @@ class Kubelet:
         self.pods = SharedInformer(client, resource_path("", "v1", "pods"),
                                    params={"fieldSelector": f"spec.nodeName={self.name}"},
                                    name=f"kubelet {self.name} pods")
+        # Services, for the containers' service environment variables (upstream's
+        # kubelet watches them too); hollow nodes run no processes and need none.
+        self.services: SharedInformer | None = None
+        if getattr(runtime, "name", "") != "fake":
+            self.services = SharedInformer(client, resource_path("", "v1", "services"),
+                                           name=f"kubelet {self.name} services")
         self.pods.add_event_handler(handler_funcs(
             on_add=lambda o: self.queue.add(object_key(o)),
             on_update=lambda old, new: (self.queue.add(object_key(new))
@@ -445,7 +451,8 @@ class Kubelet:
         if (pod.get("spec") or {}).get("volumes") and uid not in self.volumes.pods():
             await self.volumes.setup(pod, pod_ip, host_ip)
         env = await make_environment(pod, ctr, self.objects, pod_ip, host_ip,
-                                     self.o.node.resources.allocatable())
+                                     self.o.node.resources.allocatable(),
+                                     await self._service_env(pod))
         mounts = self.volumes.mounts(pod, ctr) if ctr.get("volumeMounts") else []
         envd = dict(env)
         return ContainerConfig(argv=container_argv(ctr, envd), env=env,
@@ -455,6 +462,15 @@ class Kubelet:
                                if ctr.get("command") else None,
                                args=[expand(str(a), envd) for a in ctr["args"]]
                                if ctr.get("args") else None)
+
+    async def _service_env(self, pod: Obj) -> dict[str, str]:
+        if self.services is None:
+            return {}
+        if not self.services.has_synced() and \
+                not await self.services.wait_for_sync(timeout=10.0):
+            raise ContainerConfigError("services have not yet been read at least once, "
+                                       "cannot construct envvars")
+        return service_environment(pod, self.services.store.list())
 
     async def _volume_sync_loop(self, stop: asyncio.Event) -> None:
         """Refresh mounted ConfigMaps / Secrets / downward API files of running pods."""
@@ -754,11 +770,15 @@ class Kubelet:
         if self.runtime.needs_pod_cidr:
             tasks.append(asyncio.create_task(self._pod_cidr_loop(stop), name="pod-cidr"))
         self.pods.start()
+        if self.services is not None:
+            self.services.start()
         try:
             await stop.wait()
         finally:
             self.queue.shutdown()
             await self.pods.stop()
+            if self.services is not None:
+                await self.services.stop()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -180,6 +180,29 @@ def test_failed_init_container_never(cluster: tuple[ServerProcess, AgentProcess]
     assert cs["state"]["waiting"]["reason"] == "PodInitializing"
 
 
+def test_service_environment_variables(cluster: tuple[ServerProcess, AgentProcess]) -> None:
+    """Every container gets the `kubernetes` Service's variables, and with
+    enableServiceLinks (the default) those of its namespace's Services, as upstream."""
+    up, agent = cluster
+    up.kubectl("create", "service", "clusterip", "web-app", "--tcp=8080:80")
+    ip = up.kubectl_json("get", "service", "web-app")["spec"]["clusterIP"]
+    out = agent.log_path.parent / "service-env"
+    # A Service created an instant before the pod may not have reached the kubelet yet
+    # (as upstream: Services should exist before their clients): then exit and restart.
+    script = f"env | sort > {out}; grep -q WEB_APP {out} || exit 1; sleep 30"
+    up.kubectl("apply", "-f", "-", input=pod("envs", script))
+    phase_is(up, "envs", "Running")
+    wait_for("env written", lambda: out.exists() and "WEB_APP" in out.read_text(), timeout=20)
+    env = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    kube_ip = up.kubectl_json("get", "service", "kubernetes")["spec"]["clusterIP"]
+    assert env["KUBERNETES_SERVICE_HOST"] == kube_ip and env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert env["KUBERNETES_PORT_443_TCP"] == f"tcp://{kube_ip}:443"
+    assert env["WEB_APP_SERVICE_HOST"] == ip and env["WEB_APP_SERVICE_PORT"] == "8080"
+    assert env["WEB_APP_PORT"] == f"tcp://{ip}:8080"
+    up.kubectl("delete", "pod", "envs", "--wait=false")
+    up.kubectl("delete", "service", "web-app")
+
+
 def test_agent_stop_kills_processes(cluster: tuple[ServerProcess, AgentProcess]) -> None:
     up, agent = cluster
     d = up.data_dir / "stop"
@@ -194,3 +217,4 @@ def test_agent_stop_kills_processes(cluster: tuple[ServerProcess, AgentProcess])
     agent.stop()
     assert agent.proc.returncode == 0, agent.log()
     wait_for("processes gone", lambda: not group_alive(pid), timeout=10)
+
