@@ -287,7 +287,12 @@ class PodProxy:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                await ws.close()
+                # The kubelet's session first (a client gone away must end it: stdinOnce,
+                # exec's command); closing a client connection that is lost may not return.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(upstream.close(), 5.0)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), 5.0)
             return ws
         finally:
             await upstream.close()

@@ -356,9 +356,9 @@ async def run_attach(ws: web.WebSocketResponse, log_path: Any, status: Any,
         if tailer.done():
             await ch.send(ERROR, exit_status(0))
             await ws.close()
-        else:
-            log.warning("DEBUG attach ended; writer=%r once=%r", writer, stdin_once)
-            close_stdin()   # stdinOnce: the first attach session's end closes stdin
     finally:
         tailer.cancel()
         client.cancel()
+        # stdinOnce: the first attach session's end closes stdin, however it ends (the
+        # handler is cancelled when the client's connection is lost).
+        close_stdin()

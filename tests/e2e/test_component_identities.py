@@ -132,7 +132,8 @@ def test_standalone_controller_manager_identities(
     system:kube-controller-manager), which may not create pods itself; with
     --use-service-account-credentials the ReplicaSet controller creates them as
     kube-system/replicaset-controller."""
-    srv = ServerProcess(tmp_path_factory.mktemp("pyk8s-cm-identity")).start()
+    # --v 3: the request log shows which identity asked for which token
+    srv = ServerProcess(tmp_path_factory.mktemp("pyk8s-cm-identity"), extra=["--v", "3"]).start()
     tls = srv.data_dir / "tls"
     kubeconfig = ensure_component_kubeconfig(srv.data_dir / "cm.kubeconfig", srv.url,
                                              tls / "ca.crt", tls / "ca.key",

@@ -14,13 +14,33 @@ import struct
 import subprocess
 import termios
 import time
-from typing import Any
+from typing import Any, Iterator
 
-from tests.conftest import needs_root, wait_for
-from tests.e2e.test_oci_runtime import apply, oci, pod  # noqa: F401  (the module's cluster)
+import pytest
+
+from tests.conftest import ServerProcess, needs_root, wait_for
+from tests.e2e.test_oci_runtime import _node_state, apply, oci_up, pod
 from tests.registry import registry  # noqa: F401  (the session's local registry)
 
 pytestmark = needs_root
+
+NODE = "oci-tty"   # a node (and cgroup root) of its own: test_oci_runtime's may run alongside
+
+
+@pytest.fixture(scope="module")
+def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+        ) -> Iterator[tuple[ServerProcess, Any]]:
+    d = tmp_path_factory.mktemp("pyk8s-oci-tty")
+    up, bridge = oci_up(d, registry, NODE)
+    try:
+        up.start(timeout=40)
+        wait_for("node Ready", lambda: " Ready " in up.kubectl(
+            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
+        yield up, registry
+    finally:
+        up.stop()
+    left = _node_state(d / "agent", bridge, stopped=True, node=NODE)
+    assert not left, left
 
 
 class Terminal:
@@ -91,7 +111,7 @@ def _kubectl_on_terminal(up: Any, *args: str, rows: int = 24, cols: int = 80) ->
     return Terminal(["kubectl", *args], env, rows, cols)
 
 
-def test_exec_it_terminal_has_the_clients_size(oci: Any) -> None:  # noqa: F811
+def test_exec_it_terminal_has_the_clients_size(oci: Any) -> None:
     up, reg = oci
     apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sized"},
                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
@@ -113,7 +133,7 @@ def test_exec_it_terminal_has_the_clients_size(oci: Any) -> None:  # noqa: F811
     up.kubectl("delete", "pod", "sized", "--wait=false")
 
 
-def test_kubectl_run_it_rm_shell_prompt_echo_and_size(oci: Any) -> None:  # noqa: F811
+def test_kubectl_run_it_rm_shell_prompt_echo_and_size(oci: Any) -> None:
     """`kubectl run -it --rm`: the pod's container has a terminal; kubectl attaches to it
     (a prompt once the user presses enter, typed text echoed, the client's size), and
     deletes the pod once the shell exits."""
@@ -138,7 +158,7 @@ def test_kubectl_run_it_rm_shell_prompt_echo_and_size(oci: Any) -> None:  # noqa
              .returncode != 0, timeout=20)
 
 
-def test_tty_pod_log_is_the_terminals_output(oci: Any) -> None:  # noqa: F811
+def test_tty_pod_log_is_the_terminals_output(oci: Any) -> None:
     up, reg = oci
     apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ttylog"},
                "spec": {"restartPolicy": "Never", "containers": [{
@@ -157,7 +177,7 @@ def test_tty_pod_log_is_the_terminals_output(oci: Any) -> None:  # noqa: F811
     up.kubectl("delete", "pod", "ttylog", "--wait=false")
 
 
-def test_tty_shell_pod_deleted_after_its_grace_period(oci: Any) -> None:  # noqa: F811
+def test_tty_shell_pod_deleted_after_its_grace_period(oci: Any) -> None:
     """sh as pid 1 on a terminal ignores SIGTERM: SIGKILL once the grace period is over,
     the terminal let go and the pod gone."""
     up, reg = oci
@@ -174,7 +194,7 @@ def test_tty_shell_pod_deleted_after_its_grace_period(oci: Any) -> None:  # noqa
     assert time.monotonic() - t0 >= 1.5
 
 
-def test_attach_it_then_stdin_once_closes_the_terminals_input(oci: Any) -> None:  # noqa: F811
+def test_attach_it_then_stdin_once_closes_the_terminals_input(oci: Any) -> None:
     """`kubectl attach -it` types into the container's terminal (echoed, resized to the
     client); with stdinOnce the input ends when that first session ends."""
     up, reg = oci
@@ -196,7 +216,7 @@ def test_attach_it_then_stdin_once_closes_the_terminals_input(oci: Any) -> None:
         t.proc.wait()
     finally:
         t.close()
-    time.sleep(5); print("LOGS", repr(up.kubectl("logs", "once", check=False).stdout))
+    time.sleep(3); print("SS", subprocess.run(f"ss -tnpo | grep :{up.port}", shell=True, capture_output=True, text=True).stdout)
     wait_for("stdin closed", lambda: "input-ended" in up.kubectl(
         "logs", "once", check=False).stdout, timeout=20)
     assert "hello" in up.kubectl("logs", "once").stdout   # the terminal's echo
