@@ -282,7 +282,6 @@ class PodProxy:
                      asyncio.create_task(relay(ws, upstream))]
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                import logging; logging.getLogger("DEBUGPROXY").warning("DEBUG relay done %s", [t.done() for t in tasks])
             finally:
                 for t in tasks:
                     t.cancel()

@@ -216,7 +216,6 @@ def test_attach_it_then_stdin_once_closes_the_terminals_input(oci: Any) -> None:
         t.proc.wait()
     finally:
         t.close()
-    time.sleep(3); print("SS", subprocess.run(f"ss -tnpo | grep :{up.port}", shell=True, capture_output=True, text=True).stdout)
     wait_for("stdin closed", lambda: "input-ended" in up.kubectl(
         "logs", "once", check=False).stdout, timeout=20)
     assert "hello" in up.kubectl("logs", "once").stdout   # the terminal's echo

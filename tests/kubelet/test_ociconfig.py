@@ -135,3 +135,15 @@ def test_host_bounding_caps(tmp_path: Path) -> None:
     status = tmp_path / "status"
     status.write_text("Name:\tx\nCapBnd:\t00000000000000c1\n")   # bits 0, 6, 7
     assert oc.host_bounding_caps(str(status)) == {"CAP_CHOWN", "CAP_SETGID", "CAP_SETUID"}
+
+
+def test_tty_container_gets_a_terminal_and_term() -> None:
+    spec = oc.build_spec(inp({"tty": True}))
+    assert spec["process"]["terminal"] is True
+    assert "TERM=xterm" in spec["process"]["env"]
+    # The container's own TERM wins; no tty: no terminal, no TERM.
+    assert "TERM=vt100" in oc.build_spec(inp({"tty": True}, env=[("TERM", "vt100")])
+                                         )["process"]["env"]
+    plain = oc.build_spec(inp())["process"]
+    assert plain["terminal"] is False
+    assert not any(e.startswith("TERM=") for e in plain["env"])
