@@ -124,6 +124,8 @@ async def clean_node(node_dir: Path) -> None:
     if iptables_available():
         for bridge in bridges:
             await IptablesProxier(node or "node", default_chain_prefix(bridge)).cleanup()
+    from pyk8s.kubelet.network.hostclaims import remove_stale
+    remove_stale(str(node_dir.resolve()))
 
 
 def run_killall(args: argparse.Namespace) -> int:

@@ -57,3 +57,6 @@ def test_killall_removes_what_a_killed_cluster_left(registry: Any,  # noqa: F811
     assert not [pid for pid in pids if _running(pid)], p.stderr
     left = _node_state(agent, bridge, stopped=True, node=NODE)
     assert not left, left
+    from pyk8s.kubelet.network.hostclaims import CLAIMS_DIR
+    owner = str(agent.resolve()) + " "
+    assert not [f for f in CLAIMS_DIR.glob("*.lock") if f.read_text().startswith(owner)]

@@ -28,7 +28,13 @@ class HostClaim:
     fd: int
 
     def release(self) -> None:
+        """Give the claim up and remove its file (a node killed by SIGKILL leaves the file,
+        unlocked: the next claim takes it over)."""
         if self.fd >= 0:
+            try:
+                _path(self.kind, self.name).unlink()
+            except OSError:
+                pass
             os.close(self.fd)
             self.fd = -1
 
@@ -54,3 +60,25 @@ def claim(kind: str, name: str, owner: str) -> HostClaim:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{owner} (pid {os.getpid()})\n".encode(), 0)
     return HostClaim(kind, name, fd)
+
+
+def remove_stale(owner: str) -> list[str]:
+    """Remove the claim files `owner` left unlocked (its node was killed); the names."""
+    removed = []
+    for path in CLAIMS_DIR.glob("*.lock") if CLAIMS_DIR.is_dir() else []:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            if not os.pread(fd, 4096, 0).decode(errors="replace").startswith(owner + " "):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue                       # still held: not stale
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+        finally:
+            os.close(fd)
+    return removed
