@@ -37,6 +37,10 @@ system-deps:
 	  if ! command -v $$cmd >/dev/null 2>&1 && [ ! -e $$cmd ]; then missing="$$missing $$pkg"; fi; \
 	done; \
 	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  echo "  (kubectl: the client; runc / crun, containernetworking-plugins, iptables, iproute2:"; \
+	  echo "  real containers and their network; etcd-server: the etcd backend; busybox-static,"; \
+	  echo "  docker-registry, skopeo, zstd: test images and a local registry)"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
 	  else echo "missing:$$missing (apt-get install$$missing)" >&2; exit 1; fi; \
 	fi
