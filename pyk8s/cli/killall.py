@@ -112,14 +112,16 @@ async def clean_node(node_dir: Path) -> None:
     from pyk8s.kubelet.runtimes.oci import OCIRuntime
     from pyk8s.proxy.component import default_chain_prefix
     from pyk8s.proxy.iptables import IptablesProxier, iptables_available
-    bridges = _claimed_bridges(node_dir) or ["cni0"]
+    # Only a node that did not stop cleanly leaves its claim files (unlocked): they name
+    # its bridge. Without them there is no bridge of its to remove, and no chains: the
+    # default `cni0` / `KUBE-` ones may be another cluster's, still running.
+    bridges = _claimed_bridges(node_dir)
     node = _node_name(node_dir)
     log.info("cleaning node %s (data dir %s, bridges %s)", node or "?", node_dir,
-             ", ".join(bridges))
+             ", ".join(bridges) or "none known")
     if node:
-        runtime = OCIRuntime(node_dir, node, cni_bridge=bridges[0])
-        await runtime.start()     # containers, mounts, CNI, namespaces, pod dirs, cgroups
-        await runtime.shutdown()
+        # containers, mounts, CNI attachments, namespaces, pod dirs, cgroups
+        await OCIRuntime(node_dir, node).remove_leftovers()
     await PodNetwork.cleanup_leftovers(node_dir / "cni", bridges=bridges)
     if iptables_available():
         for bridge in bridges:

@@ -626,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.runtime == "oci":
                 print("pyk8s: without internet, load an image into this node first: "
                       f"pyk8s image import --data-dir {Path(args.data_dir).resolve()} FILE, "
-                      "and give it a tag other than latest (README: Images)", flush=True)
+                      "and give it a tag other than latest (docs/images.md)", flush=True)
     if args.command == "controller-manager":
         asyncio.run(run_controller_manager(args))
     elif args.command == "scheduler":

@@ -199,6 +199,12 @@ class OCIRuntime(Runtime):
         await self._recover()
         self._started = True
 
+    async def remove_leftovers(self) -> None:
+        """What a node killed earlier left (`pyk8s killall`): as at start, without running."""
+        if os.geteuid() != 0:
+            raise RuntimeError("the oci runtime needs root")
+        await self._recover()
+
     async def _recover(self) -> None:
         rc, out = await self._runc("list", "--format", "json", check=False)
         leftovers = []
