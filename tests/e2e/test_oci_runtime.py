@@ -4,6 +4,7 @@ image the test suite built and pushed to a local docker-registry on 127.0.0.1. T
 goes only to loopback and to pod IPs on the test's own bridge."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -49,20 +50,27 @@ def oci_up(d: Path, registry: Any, node: str, *extra: str) -> tuple[ServerProces
                                 services, "--container-restart-backoff", "1", *extra]), bridge
 
 
-@pytest.fixture(scope="module")
-def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
-        ) -> Iterator[tuple[ServerProcess, Any]]:
-    d = tmp_path_factory.mktemp("pyk8s-oci")
-    up, bridge = oci_up(d, registry, NODE, "--pod-max-pids", "200")
+@contextlib.contextmanager
+def running_oci_node(d: Path, registry: Any, node: str, *extra: str) -> Iterator[ServerProcess]:
+    """`oci_up` started with its node Ready; once stopped, nothing of the node is left."""
+    up, bridge = oci_up(d, registry, node, *extra)
     try:
         up.start(timeout=40)
         wait_for("node Ready", lambda: " Ready " in up.kubectl(
-            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
-        yield up, registry
+            "get", "nodes", node, "--no-headers", check=False).stdout, timeout=30)
+        yield up
     finally:
         up.stop()
-    left = _node_state(d / "agent", bridge, stopped=True)
+    left = _node_state(d / "agent", bridge, stopped=True, node=node)
     assert not left, left
+
+
+@pytest.fixture(scope="module")
+def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+        ) -> Iterator[tuple[ServerProcess, Any]]:
+    with running_oci_node(tmp_path_factory.mktemp("pyk8s-oci"), registry, NODE,
+                          "--pod-max-pids", "200") as up:
+        yield up, registry
 
 
 def _node_state(agent: Path, bridge: str, stopped: bool = False,

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.conftest import ServerProcess, needs_root, wait_for
-from tests.e2e.test_oci_runtime import _node_state, apply, oci_up, pod
+from tests.e2e.test_oci_runtime import apply, pod, running_oci_node
 from tests.registry import registry  # noqa: F401  (the session's local registry)
 
 pytestmark = needs_root
@@ -30,17 +30,8 @@ NODE = "oci-tty"   # a node (and cgroup root) of its own: test_oci_runtime's may
 @pytest.fixture(scope="module")
 def oci(registry: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
         ) -> Iterator[tuple[ServerProcess, Any]]:
-    d = tmp_path_factory.mktemp("pyk8s-oci-tty")
-    up, bridge = oci_up(d, registry, NODE)
-    try:
-        up.start(timeout=40)
-        wait_for("node Ready", lambda: " Ready " in up.kubectl(
-            "get", "nodes", NODE, "--no-headers", check=False).stdout, timeout=30)
+    with running_oci_node(tmp_path_factory.mktemp("pyk8s-oci-tty"), registry, NODE) as up:
         yield up, registry
-    finally:
-        up.stop()
-    left = _node_state(d / "agent", bridge, stopped=True, node=NODE)
-    assert not left, left
 
 
 class Terminal:
