@@ -10,6 +10,7 @@ store get a throwaway etcd of their own (OWN_ETCD).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -63,8 +64,12 @@ async def make_store(kind: str, tmp: Path, etcd: EtcdCluster | None = None,
     raise AssertionError(kind)
 
 
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+@contextlib.asynccontextmanager
+async def backend_store(request: pytest.FixtureRequest, tmp_path: Path,
+                        wrap: Callable[[Storage], Storage] = lambda s: s
+                        ) -> AsyncIterator[Storage]:
+    """The backend `request.param` names (`wrap`ped), closed after; an etcd of its own for
+    the tests in OWN_ETCD, else the session's."""
     own: EtcdCluster | None = None
     etcd: EtcdCluster | None = None
     if request.param == "etcd":
@@ -72,13 +77,19 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             etcd = own = EtcdCluster(1).start()
         else:
             etcd = request.getfixturevalue("etcd_server")
-    s = await make_store(request.param, tmp_path, etcd)
+    s = wrap(await make_store(request.param, tmp_path, etcd))
     try:
         yield s
     finally:
         await s.close()
         if own is not None:
             own.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    async with backend_store(request, tmp_path) as s:
+        yield s
 
 
 def empty_revision(store: Storage) -> int:

@@ -20,7 +20,7 @@ from pyk8s.storage.value import AESGCM, Identity, PrefixTransformers, Transforme
 from pyk8s.watch.cache import WatchCache
 from tests.etcd_cluster import EtcdCluster
 from tests.storage.test_conformance import (  # noqa: F401 — collected here, on `store` below
-    OWN_ETCD, etcd_server, make_store, take, assert_quiet, test_compaction,
+    backend_store, etcd_server, take, assert_quiet, test_compaction,
     test_compaction_during_replay_raises, test_concurrent_creates_with_failures,
     test_concurrent_increments_all_land, test_create_get, test_delete,
     test_delete_expected_revision, test_expected_revision_conflict,
@@ -50,21 +50,10 @@ def aesgcm(*keys: tuple[str, bytes], identity: bool = False) -> PrefixTransforme
 @pytest.fixture(params=["memory", "sqlite", "etcd"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     """Every key encrypted with AES-GCM (its storage key authenticated)."""
-    own: EtcdCluster | None = None
-    etcd: EtcdCluster | None = None
-    if request.param == "etcd":
-        if request.node.originalname in OWN_ETCD:
-            etcd = own = EtcdCluster(1).start()
-        else:
-            etcd = request.getfixturevalue("etcd_server")
     t = aesgcm(("key1", K1))
-    s = TransformingStorage(await make_store(request.param, tmp_path, etcd), lambda key: t)
-    try:
+    async with backend_store(request, tmp_path,
+                             lambda s: TransformingStorage(s, lambda key: t)) as s:
         yield s
-    finally:
-        await s.close()
-        if own is not None:
-            own.stop()
 
 
 # -- what the decorator adds (memory underneath) --------------------------------------------
