@@ -93,7 +93,9 @@ async def run_case(name: str, variant: str, n: int, m: int, log_dir: Path | None
     logs = log_dir or tmp
     srv_log = open(logs / f"{name}-server.log", "ab")
     srv = subprocess.Popen([sys.executable, "-m", "pyk8s.cli.main", "server", "--data-dir",
-                            str(tmp), "--port", str(port)], stdout=srv_log,
+                            str(tmp), "--port", str(port), "--bind", "127.0.0.1",
+                            # no controller manager creates service accounts here
+                            "--disable-admission-plugins", "ServiceAccount"], stdout=srv_log,
                            stderr=subprocess.STDOUT, cwd=ROOT)
     sched: subprocess.Popen[bytes] | None = None
     try:

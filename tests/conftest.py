@@ -67,7 +67,13 @@ class ServerProcess:
                  local_node: bool = False) -> None:
         """`command` is `server` (API server alone) or `up` (with the controllers);
         `ready_log` is a log line to wait for besides /readyz. `up` runs with
-        `--disable-agent` (tests bring their own nodes) unless `local_node`."""
+        `--disable-agent` (tests bring their own nodes) unless `local_node`.
+
+        Unless `extra` says otherwise: the server listens on loopback only (so it advertises
+        no address and the local node's InternalIP is 127.0.0.1: tests never send traffic
+        to the host's own addresses), and a lone `server`, with no controller to create
+        service accounts, runs without the ServiceAccount admission plugin, as upstream's
+        integration tests."""
         self.command = command
         self.ready_log = ready_log
         self.data_dir = data_dir
@@ -75,6 +81,10 @@ class ServerProcess:
         self.extra = list(extra or [])
         if command == "up" and not local_node and "--disable-agent" not in self.extra:
             self.extra.append("--disable-agent")
+        if "--bind" not in self.extra:
+            self.extra += ["--bind", "127.0.0.1"]
+        if command == "server" and "--disable-admission-plugins" not in self.extra:
+            self.extra += ["--disable-admission-plugins", "ServiceAccount"]
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"

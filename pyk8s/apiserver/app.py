@@ -195,18 +195,22 @@ class APIServer:
         obj = self.cache.resource(ns_info.storage_prefix).objects.get(ns_info.key(None, namespace))
         return dict(((obj or {}).get("metadata") or {}).get("labels") or {})
 
-    async def _service_account_uid(self, namespace: str, name: str) -> str | None:
+    async def service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ServiceAccount: the watch cache first, then storage (a just-created account),
+        as upstream's lister-then-client service account getter."""
         info = self.catalogue.lookup("", "v1", "serviceaccounts")
         assert info is not None
-        # The watch cache first, then storage (a just-created account), as upstream's
-        # lister-then-client service account getter.
         cached = self.cache.resource(info.storage_prefix).objects.get(info.key(namespace, name))
         if cached is not None:
-            return (cached.get("metadata") or {}).get("uid")
+            return cached
         try:
-            return (await self.store(info).get(namespace, name))["metadata"].get("uid")
+            return await self.store(info).get(namespace, name)
         except errors.NotFound:
             return None
+
+    async def _service_account_uid(self, namespace: str, name: str) -> str | None:
+        account = await self.service_account(namespace, name)
+        return None if account is None else (account.get("metadata") or {}).get("uid")
 
     async def check_namespace(self, namespace: str) -> None:
         """A namespaced create needs an existing namespace that is not terminating."""

@@ -70,6 +70,26 @@ def _load_ca(dir_: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return cert, key
 
 
+def _names_covered(cert_path: Path, hosts: list[str]) -> bool:
+    """Whether the serving certificate names every host (an address the API server now
+    advertises, a new service range's first IP): if not it is issued again, as k3s does."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    ips = {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    dns = set(san.get_values_for_type(x509.DNSName))
+    for h in hosts:
+        try:
+            if str(ipaddress.ip_address(h)) not in ips:
+                return False
+        except ValueError:
+            if h not in dns:
+                return False
+    return True
+
+
 def _server_cert(dir_: Path, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey,
                  extra_hosts: list[str]) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
@@ -142,8 +162,10 @@ def ensure_credentials(data_dir: Path, extra_hosts: list[str] | None = None) -> 
         ca, ca_key = _load_ca(tls)
     else:
         ca, ca_key = _new_ca(tls)
-    if not (tls / "server.crt").exists() or not (tls / "server.key").exists():
-        _server_cert(tls, ca, ca_key, extra_hosts or [])
+    hosts = [h for h in extra_hosts or [] if h and h not in ("0.0.0.0", "::")]
+    if not (tls / "server.crt").exists() or not (tls / "server.key").exists() or \
+            not _names_covered(tls / "server.crt", hosts):
+        _server_cert(tls, ca, ca_key, hosts)
     return Credentials(ca_cert=tls / "ca.crt", server_cert=tls / "server.crt",
                        server_key=tls / "server.key", admin_token=_token(data_dir / "token"),
                        node_token=_token(data_dir / "node-token"))

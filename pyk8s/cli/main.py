@@ -68,7 +68,7 @@ def _ip_flag(value: str) -> str:
 
 def default_advertise_address(bind: str) -> str:
     """--advertise-address's default: the bind address when it is a specific one; for
-    0.0.0.0 / :: the host's first non-loopback IPv4 (the default route's), else 127.0.0.1."""
+    0.0.0.0 / :: the host's primary address (hostaddress.py)."""
     import ipaddress
     try:
         if not ipaddress.ip_address(bind).is_unspecified:
@@ -78,32 +78,22 @@ def default_advertise_address(bind: str) -> str:
             return socket.gethostbyname(bind)
         except OSError:
             return "127.0.0.1"
-    try:  # the source address of the default route; connect() on UDP sends nothing
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))
-            addr = str(s.getsockname()[0])
-        if not ipaddress.ip_address(addr).is_loopback:
-            return addr
-    except OSError:
-        pass
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            addr = str(info[4][0])
-            if not ipaddress.ip_address(addr).is_loopback:
-                return addr
-    except OSError:
-        pass
-    return "127.0.0.1"
+    from pyk8s.hostaddress import primary_address
+    return primary_address()
 
 
 def _add_server_args(p: argparse.ArgumentParser, up: bool = False) -> None:
     p.add_argument("--data-dir", default=".pyk8s", help="state, certificates and kubeconfig")
-    p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--bind", default="0.0.0.0",
+                   help="address to listen on (default: all, as kube-apiserver's "
+                        "--bind-address; pods reach the API server through the kubernetes "
+                        "Service at the advertised address)")
     p.add_argument("--port", type=int, default=6443)
     p.add_argument("--advertise-address", type=_ip_flag, default="",
                    help="the API server's address in the kubernetes Service's endpoints "
-                        "(default: --bind when specific, else the host's first non-loopback "
-                        "IPv4, else 127.0.0.1; loopback addresses are not published)")
+                        "(default: --bind when specific, else the host's primary address — "
+                        "the default route's — else its first non-loopback IPv4, else "
+                        "127.0.0.1; loopback addresses are not published)")
     # `up`: one flag for the API server and the controllers (nodeipam); unset, the API
     # server uses the default and nodeipam excludes nothing (as kube-controller-manager).
     p.add_argument("--service-cluster-ip-range", type=_service_cidrs_flag,
@@ -262,6 +252,11 @@ def _add_controller_args(p: argparse.ArgumentParser, service_range: bool = True)
     g.add_argument("--cluster-signing-duration", type=parse_duration, default=8760 * 3600.0,
                    help="the longest validity of issued certificates (a CSR's "
                         "spec.expirationSeconds may ask for less, at least 10m)")
+    g.add_argument("--root-ca-file", default="",
+                   help="If set, this root certificate authority will be included in service "
+                        "account's token secret. This must be a valid PEM-encoded CA bundle. "
+                        "(pyk8s: published as the kube-root-ca.crt ConfigMaps; unset: the "
+                        "kubeconfig's CA; `up`: DATA_DIR/tls/ca.crt)")
 
 
 def controller_options(args: argparse.Namespace, identity: str | None = None) -> Any:
@@ -298,6 +293,7 @@ def controller_options(args: argparse.Namespace, identity: str | None = None) ->
     o.cluster_signing_cert_file = args.cluster_signing_cert_file
     o.cluster_signing_key_file = args.cluster_signing_key_file
     o.cluster_signing_duration = args.cluster_signing_duration
+    o.root_ca_file = args.root_ca_file
     o.use_service_account_credentials = (
         getattr(args, "command", "") == "up" if args.use_service_account_credentials is None
         else bool(args.use_service_account_credentials))
@@ -306,6 +302,8 @@ def controller_options(args: argparse.Namespace, identity: str | None = None) ->
         tls = Path(args.data_dir).resolve() / "tls"
         o.cluster_signing_cert_file = o.cluster_signing_cert_file or str(tls / "ca.crt")
         o.cluster_signing_key_file = o.cluster_signing_key_file or str(tls / "ca.key")
+        # The CA that signed the API server's serving certificate (certs.py).
+        o.root_ca_file = o.root_ca_file or str(tls / "ca.crt")
     return o
 
 
@@ -457,7 +455,7 @@ async def run_server(args: argparse.Namespace) -> None:
                 data_dir, url, (args.node_name or socket.gethostname()).lower())
         local_node = asyncio.create_task(run_local_node(
             url, creds.node_token if creds else "", creds.ca_cert if creds else None,
-            data_dir / "agent", args.node_name, args.runtime, stop,
+            data_dir / "agent", args.node_name, args.node_ip or advertise, args.runtime, stop,
             pod_manifest_path=args.pod_manifest_path, runtime_args=args,
             addons=node_addons(args, args.runtime)), name="local-node")
     await stop.wait()
@@ -557,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="run no local node (k3s's flag); join nodes with `pyk8s agent`")
     p_up.add_argument("--node-name", default=None, help="the local node's name (default: the "
                                                          "host name)")
+    p_up.add_argument("--node-ip", type=_ip_flag, default="",
+                      help="the local node's InternalIP, where the API server reaches its "
+                           "kubelet (default: the advertise address)")
     p_up.add_argument("--runtime", default=None, choices=["oci", "process", "fake"],
                       help="the local node's runtime (default: oci when available — root, "
                            "runc or crun, CNI plugins — else process)")
@@ -600,6 +601,12 @@ def main(argv: list[str] | None = None) -> int:
         if o.enabled("nodeipam") and o.allocate_node_cidrs:
             try:
                 o.node_ipam_config()
+            except ValueError as e:
+                parser.error(str(e))
+        if args.root_ca_file and o.enabled("root-ca-cert-publisher"):
+            from pyk8s.controllers.rootcacertpublisher import read_root_ca
+            try:  # a given file must hold a CA (`up`'s own is made when the server starts)
+                read_root_ca(args.root_ca_file)
             except ValueError as e:
                 parser.error(str(e))
     if args.command in ("server", "up") and args.encryption_provider_config:

@@ -523,6 +523,9 @@ class SharedInformerFactory:
     def service_accounts(self, **kw: Any) -> SharedInformer:
         return self.informer("", "v1", "serviceaccounts", **kw)
 
+    def config_maps(self, **kw: Any) -> SharedInformer:
+        return self.informer("", "v1", "configmaps", **kw)
+
     def services(self, **kw: Any) -> SharedInformer:
         return self.informer("", "v1", "services", **kw)
 

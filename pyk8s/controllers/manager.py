@@ -38,6 +38,7 @@ from pyk8s.controllers.nodelifecycle import NodeLifecycleController
 from pyk8s.controllers.podgc import DEFAULT_TERMINATED_POD_THRESHOLD, PodGCController
 from pyk8s.controllers.replicaset import REPLICATION_CONTROLLER, ReplicaSetController
 from pyk8s.controllers.resourcequota import ResourceQuotaController
+from pyk8s.controllers.rootcacertpublisher import RootCACertPublisher, read_root_ca
 from pyk8s.controllers.serviceaccount import ServiceAccountsController
 from pyk8s.controllers.statefulset import StatefulSetController
 from pyk8s.controllers.ttlafterfinished import TTLAfterFinishedController
@@ -50,7 +51,8 @@ ALL_CONTROLLERS = ("garbagecollector", "namespace", "replicaset", "replicationco
                    "resourcequota", "nodelifecycle", "nodeipam",
                    "job", "cronjob", "ttl-after-finished",
                    "disruption", "daemonset", "statefulset", "persistentvolume-binder",
-                   "csrsigning", "csrapproving", "clusterrole-aggregation")
+                   "csrsigning", "csrapproving", "clusterrole-aggregation",
+                   "root-ca-cert-publisher")
 
 
 @dataclass
@@ -97,6 +99,8 @@ class ControllerManagerOptions:
     cluster_signing_cert_file: str = ""             # --cluster-signing-cert-file
     cluster_signing_key_file: str = ""              # --cluster-signing-key-file
     cluster_signing_duration: float = 8760 * 3600.0  # --cluster-signing-duration
+    # The CA bundle published as kube-root-ca.crt (empty: the kubeconfig's CA).
+    root_ca_file: str = ""                          # --root-ca-file
     # The local-path provisioner's directory (--local-path-dir; `up`: <data-dir>/storage).
     local_path_dir: str = "/var/lib/pyk8s/storage"
     # Test hooks without flags, from the environment: the Job controller's pod re-creation
@@ -143,6 +147,16 @@ async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
             log.exception("controller %s failed; restarting in %.0fs", name, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+
+
+def root_ca(client: RESTClient, options: ControllerManagerOptions) -> bytes:
+    """What the root CA publisher publishes: --root-ca-file's bundle, else the CA of the
+    manager's own kubeconfig (upstream: the root client config's CAData); empty when
+    neither has one. ValueError when --root-ca-file holds no certificate."""
+    if options.root_ca_file:
+        return read_root_ca(options.root_ca_file)
+    config = getattr(client, "config", None)   # test clients have no kubeconfig
+    return getattr(config, "ca_data", None) or b""
 
 
 async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None:
@@ -257,6 +271,14 @@ async def run_all(client: RESTClient, options: ControllerManagerOptions) -> None
         from pyk8s.controllers.csrapproving import CSRApprovingController
         makers["csrapproving"] = lambda: CSRApprovingController(
             ctx.client("certificate-controller"), factory).run()
+    if o.enabled("root-ca-cert-publisher"):
+        ca = root_ca(client, o)
+        if ca:
+            makers["root-ca-cert-publisher"] = lambda: RootCACertPublisher(
+                ctx.client("root-ca-cert-publisher"), factory, ca).run()
+        else:
+            log.info("Skipping root CA certificate publisher because no --root-ca-file was "
+                     "specified and the kubeconfig has no certificate authority")
     if o.enabled("persistentvolume-binder"):
         from pyk8s.controllers.persistentvolume import PersistentVolumeController
         makers["persistentvolume-binder"] = lambda: PersistentVolumeController(
@@ -287,6 +309,8 @@ async def run_controllers(kubeconfig_path: str, stop: asyncio.Event,
     o = options or ControllerManagerOptions()
     if o.enabled("nodeipam") and o.allocate_node_cidrs:
         o.node_ipam_config()   # bad flags fail the start, not every leadership term
+    if o.enabled("root-ca-cert-publisher") and o.root_ca_file:
+        read_root_ca(o.root_ca_file)
     client = RESTClient.from_kubeconfig(kubeconfig_path, user_agent="pyk8s-controller-manager",
                                         qps=o.kube_api_qps, burst=o.kube_api_burst,
                                         max_inflight=o.max_inflight)

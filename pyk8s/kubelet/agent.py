@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import os
 import signal
@@ -82,7 +83,9 @@ def add_agent_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--startup-stagger", type=float, default=0.005,
                    help="with --count: seconds between two hollow nodes' start-up, so "
                         "registration does not stampede the API server")
-    p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP")
+    p.add_argument("--node-ip", default="",
+                   help="the node's InternalIP, where the API server reaches its kubelet "
+                        "(default: the host's primary address — the default route's)")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node")
     p.add_argument("--runtime", default="fake",
                    help="fake (hollow containers), process (host processes, no images) or "
@@ -263,7 +266,8 @@ async def run_agent(args: argparse.Namespace, addons: NodeAddons | None = None) 
         cpu=args.fake_cpu or os.cpu_count() or 1,
         memory_bytes=_memory(args.fake_memory) if args.fake_memory else read_meminfo_bytes(),
         ephemeral_bytes=filesystem_bytes(str(data_dir)), pods=args.max_pods)
-    node = NodeConfig(name=name, node_ip=args.node_ip, resources=resources,
+    from pyk8s.hostaddress import primary_address
+    node = NodeConfig(name=name, node_ip=args.node_ip or primary_address(), resources=resources,
                       runtime_version=runtime.version(), labels=_labels(args.node_labels))
     if args.runtime != "fake":
         node.os_image = host_os_image()
@@ -400,7 +404,7 @@ def default_runtime() -> str:
 
 
 async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir: Path,
-                         node_name: str | None, runtime_name: str,
+                         node_name: str | None, node_ip: str, runtime_name: str,
                          stop: asyncio.Event, pod_manifest_path: str = "",
                          runtime_args: argparse.Namespace | None = None,
                          addons: NodeAddons | None = None) -> None:
@@ -416,7 +420,7 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
     ca = ca_file.read_bytes() if ca_file is not None else None
     bootstrap = ClientConfig(server=server.rstrip("/"), token=token or None, ca_data=ca,
                              insecure_skip_tls_verify=ca is None)
-    node = NodeConfig(name=name, node_ip="127.0.0.1", resources=resources,
+    node = NodeConfig(name=name, node_ip=node_ip, resources=resources,
                       runtime_version=runtime.version(), os_image=host_os_image())
     opts = KubeletOptions(node=node, pod_cidr=default_pod_cidr(name), data_dir=str(data_dir),
                           pod_manifest_path=str(Path(pod_manifest_path).resolve())
@@ -428,7 +432,9 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
     identity = NodeIdentity(creds, name, user_agent=f"pyk8s-kubelet/{name}")
     try:
         # An ephemeral port (Node status reports it): several `up`s may share a host.
-        await run_node(identity, runtime, opts, stop, addons, port=0, bind="127.0.0.1",
+        await run_node(identity, runtime, opts, stop, addons, port=0,
+                       bind="127.0.0.1" if ipaddress.ip_address(node_ip).is_loopback
+                       else "0.0.0.0",
                        client_ca=ca, rotate_server_certificates=ca is not None)
     except BootstrapError as e:
         log.error("local node: %s", e)

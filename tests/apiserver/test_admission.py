@@ -1,6 +1,8 @@
 """The admission chain through the store: built-in plugins, order, dry run, quota."""
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 import pytest
@@ -62,10 +64,54 @@ async def test_pod_defaults_service_account_and_tolerations(server: APIServer) -
     own = pod("q", serviceAccountName="robot", tolerations=[
         {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
          "tolerationSeconds": 5}])
+    with pytest.raises(errors.Forbidden) as e:
+        await store(server, "", "pods").create("default", own)
+    assert str(e.value) == ('pods "q" is forbidden: error looking up service account '
+                            'default/robot: serviceaccount "robot" not found')
+    await store(server, "", "serviceaccounts").create("default", {"metadata": {"name": "robot"}})
     obj, _ = await store(server, "", "pods").create("default", own)
     assert obj["spec"]["serviceAccountName"] == "robot"
     secs = {t["key"]: t.get("tolerationSeconds") for t in obj["spec"]["tolerations"]}
     assert secs == {"node.kubernetes.io/not-ready": 5, "node.kubernetes.io/unreachable": 300}
+
+
+async def test_pod_gets_the_api_access_volume(server: APIServer) -> None:
+    obj, _ = await store(server, "", "pods").create("default", pod(
+        initContainers=[{"name": "init", "image": "busybox"}]))
+    spec = obj["spec"]
+    [vol] = spec["volumes"]
+    assert re.fullmatch(r"kube-api-access-[bcdfghjklmnpqrstvwxz2456789]{5}", vol["name"])
+    assert vol["projected"] == {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt",
+                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+            "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}
+    mount = {"name": vol["name"], "readOnly": True,
+             "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+    assert spec["initContainers"][0]["volumeMounts"] == [mount]
+    assert spec["containers"][0]["volumeMounts"] == [mount]
+
+
+async def test_api_access_volume_opt_outs(server: APIServer) -> None:
+    pods = store(server, "", "pods")
+    obj, _ = await pods.create("default", pod("off", automountServiceAccountToken=False))
+    assert not obj["spec"].get("volumes") and not obj["spec"]["containers"][0].get(
+        "volumeMounts")
+    # the account says no; a pod that says yes wins
+    await store(server, "", "serviceaccounts").create("default", {
+        "metadata": {"name": "quiet"}, "automountServiceAccountToken": False})
+    obj, _ = await pods.create("default", pod("quiet", serviceAccountName="quiet"))
+    assert not obj["spec"].get("volumes")
+    obj, _ = await pods.create("default", pod("loud", serviceAccountName="quiet",
+                                              automountServiceAccountToken=True))
+    assert obj["spec"]["volumes"][0]["name"].startswith("kube-api-access-")
+    # a container mounting something at the token path keeps it
+    own = pod("own", volumes=[{"name": "mine", "emptyDir": {}}])
+    own["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "mine", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
+    obj, _ = await pods.create("default", own)
+    assert [v["name"] for v in obj["spec"]["volumes"]] == ["mine"]
 
 
 async def test_namespace_lifecycle_in_chain(server: APIServer) -> None:

@@ -239,25 +239,28 @@ def quota_used(c: ServerProcess, ns: str, name: str) -> dict[str, str]:
 
 def test_resource_quota_blocks_and_follows_deletes(cluster: ServerProcess) -> None:
     cluster.kubectl("create", "namespace", "quota")
-    cluster.kubectl("create", "quota", "q", "-n", "quota", "--hard=configmaps=2")
-    wait_for("quota status", lambda: quota_used(cluster, "quota", "q") == {"configmaps": "0"})
+    # The root CA publisher's kube-root-ca.crt is in every namespace, and counts.
+    wait_for("kube-root-ca.crt", lambda: cluster.get(
+        "/api/v1/namespaces/quota/configmaps/kube-root-ca.crt").status == 200)
+    cluster.kubectl("create", "quota", "q", "-n", "quota", "--hard=configmaps=3")
+    wait_for("quota status", lambda: quota_used(cluster, "quota", "q") == {"configmaps": "1"})
     for name in ("c1", "c2"):
         cluster.kubectl("apply", "-f", "-", input=configmap(name, "quota"))
-    assert quota_used(cluster, "quota", "q") == {"configmaps": "2"}
+    assert quota_used(cluster, "quota", "q") == {"configmaps": "3"}
     p = cluster.kubectl("apply", "-f", "-", input=configmap("c3", "quota"), check=False)
     assert p.returncode != 0
     assert 'configmaps "c3" is forbidden: exceeded quota: q, requested: configmaps=1, ' \
-           "used: configmaps=2, limited: configmaps=2" in p.stderr, p.stderr
+           "used: configmaps=3, limited: configmaps=3" in p.stderr, p.stderr
     r = cluster.post("/api/v1/namespaces/quota/configmaps",
                      json.loads(configmap("c3", "quota")))
     assert r.status == 403 and r.json()["reason"] == "Forbidden", r
     cluster.kubectl("delete", "configmap", "c1", "-n", "quota")
     wait_for("used follows the delete",
-             lambda: quota_used(cluster, "quota", "q") == {"configmaps": "1"}, timeout=10)
+             lambda: quota_used(cluster, "quota", "q") == {"configmaps": "2"}, timeout=10)
     cluster.kubectl("apply", "-f", "-", input=configmap("c3", "quota"))
-    assert quota_used(cluster, "quota", "q") == {"configmaps": "2"}
+    assert quota_used(cluster, "quota", "q") == {"configmaps": "3"}
     out = cluster.kubectl("describe", "quota", "q", "-n", "quota").stdout
-    assert "configmaps" in out and "2" in out
+    assert "configmaps" in out and "3" in out
 
 
 def test_limit_range_and_service_account_defaults(cluster: ServerProcess) -> None:

@@ -25,6 +25,8 @@ class AgentProcess:
                     "--data-dir", str(data_dir / "agent"),
                     "--certificate-authority", str(server.data_dir / "tls" / "ca.crt"),
                     *extra]
+        if "--node-ip" not in extra:   # the kubelet on loopback, not the host's address
+            self.cmd += ["--node-ip", "127.0.0.1"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "AgentProcess":

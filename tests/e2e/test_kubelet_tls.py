@@ -351,7 +351,8 @@ def test_certificates_rotate(tmp_path: Path) -> None:
 
 def _agent_cmd(up: ServerProcess, data_dir: Path, node: str, *creds: str) -> list[str]:
     return [sys.executable, "-m", "pyk8s.cli.main", "agent", *creds, "--data-dir",
-            str(data_dir), "--node-name", node, "--runtime", "fake", "--kubelet-port", "0"]
+            str(data_dir), "--node-name", node, "--runtime", "fake", "--kubelet-port", "0",
+            "--node-ip", "127.0.0.1"]
 
 
 def test_manual_approval_and_denial(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def admission_chain(server: Any) -> Chain:
     return Chain([p for p in (
         NamespaceLifecycle(server.check_namespace, namespaced),
         LimitRanger(server.list_objects),
-        ServiceAccount(),
+        ServiceAccount(server.service_account),
         NodeRestriction(server),
         Priority(server.list_objects),
         DefaultStorageClass(server.list_objects),
