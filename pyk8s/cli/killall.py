@@ -4,7 +4,8 @@ not going to be started again (a restarted node cleans up after itself).
 
 1. The pyk8s processes of DIR (`up`, `agent`, …, found by their `--data-dir`) get SIGTERM,
    then SIGKILL after `--timeout`.
-2. The node's leftovers go: runc containers (and so their processes), rootfs mounts,
+2. The node's leftovers go: the process runtime's container processes (the sessions it
+   recorded; this needs no root), runc containers (and so their processes), rootfs mounts,
    pod network namespaces, CNI attachments (IPs, veths) and the pod bridge, pod cgroups,
    and the service proxy's iptables chains. The bridge and the node name come from the
    host claims the node held (/run/pyk8s) and from its client certificate.
@@ -80,8 +81,9 @@ def _alive(pid: int) -> bool:
 
 def _node_dirs(data_dir: Path) -> list[Path]:
     """The node data dirs under DIR: `up`'s DIR/agent, or DIR itself for an agent."""
+    from pyk8s.kubelet.runtimes.process import GROUPS_DIR
     return [d for d in (data_dir / "agent", data_dir) if (d / "runc").is_dir() or
-            (d / "pki").is_dir() or (d / "cni").is_dir()]
+            (d / "pki").is_dir() or (d / "cni").is_dir() or (d / GROUPS_DIR).is_dir()]
 
 
 def _claimed_bridges(node_dir: Path) -> list[str]:
@@ -136,6 +138,9 @@ def run_killall(args: argparse.Namespace) -> int:
         log.error("no data dir %s", data_dir)
         return 1
     stop_processes(pyk8s_processes(data_dir), args.timeout)
+    from pyk8s.kubelet.runtimes.process import ProcessRuntime
+    for node_dir in _node_dirs(data_dir):   # host processes: no root needed
+        asyncio.run(ProcessRuntime(node_dir).remove_leftovers())
     if os.geteuid() != 0:
         log.warning("not root: processes stopped, but containers, mounts, network and "
                     "cgroups can only be removed by root")

@@ -1,6 +1,7 @@
 """The terminal of a `tty: true` container: the master end of the pty the OCI runtime made
 inside the container (`runc create --console-socket`), kept by the kubelet as containerd's
-shim keeps it. Its output is pumped into the container's log (one `stdout` stream); attach
+shim keeps it (or the master of a pty the process runtime made for a host process). Its
+output is pumped into the container's log (one `stdout` stream, `pump_terminal`); attach
 sessions write their stdin to it (`write` / `drain` / `close`, the calls they make on a
 stdin pipe's StreamWriter) and resize it (TIOCSWINSZ)."""
 from __future__ import annotations
@@ -12,7 +13,45 @@ import os
 import struct
 import termios
 
+from pyk8s.kubelet import crilog
+
 EOF = b"\x04"   # ^D: end of input on a terminal in canonical mode
+# How long output without a newline (a shell's prompt) waits for the rest of its line
+# before what there is goes to the log as a P record.
+PROMPT_FLUSH_SECONDS = 0.05
+
+
+async def pump_terminal(master: int, path: str | os.PathLike[str]
+                        ) -> list[asyncio.Task[None]]:
+    """Pump a terminal's output (its master `master`, which the task then owns) into the
+    container's log `path` as `stdout` records, as crilog.pump_pipes does, except that a
+    line left incomplete while the terminal is idle — a prompt waiting for input — is
+    written as a P record: `kubectl logs` renders the same text, and `kubectl attach`,
+    which follows the log, shows the prompt."""
+    logf = crilog.LogFile(path)
+    transport, reader = await crilog.pipe_reader(master)
+
+    async def pump() -> None:
+        sp = crilog.LineSplitter()
+        try:
+            while True:
+                waiting = bool(sp.buf) and not sp.buf.endswith(b"\r")   # not half a \r\n
+                try:
+                    data = await (asyncio.wait_for(reader.read(65536), PROMPT_FLUSH_SECONDS)
+                                  if waiting else reader.read(65536))
+                except asyncio.TimeoutError:
+                    logf.write(crilog.STDOUT, sp.close())
+                    continue
+                except OSError:   # EIO: the container's side is closed
+                    data = b""
+                if not data:
+                    break
+                logf.write(crilog.STDOUT, sp.feed(data))
+        finally:
+            logf.write(crilog.STDOUT, sp.close())
+            transport.close()
+            logf.close()
+    return [asyncio.create_task(pump(), name=f"log {path} terminal")]
 
 
 class ContainerTerminal:

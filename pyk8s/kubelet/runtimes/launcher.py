@@ -25,6 +25,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import signal
 import sys
 
 CLONE_NEWNS = 0x00020000
@@ -188,6 +189,10 @@ def main() -> None:
         print(f"process runtime: setting up mounts: {e}", file=sys.stderr, flush=True)
         os._exit(128)
     argv = spec["argv"]
+    # Python ignores these; an ignored signal stays ignored across exec (subprocess's
+    # restore_signals does the same for the runtime's other children).
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         os.execvpe(argv[0], argv, spec.get("env") or {})
     except OSError as e:
