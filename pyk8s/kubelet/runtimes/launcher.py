@@ -1,4 +1,5 @@
-"""`python -m pyk8s.kubelet.runtimes.launcher SPEC-JSON`: the process runtime's container
+"""`python -I -S launcher.py SPEC-JSON` (`launcher_argv`; the standard library only, so
+that it starts in milliseconds): the process runtime's container
 launcher when a container has volume mounts (root only). It enters a private mount
 namespace (unshare(CLONE_NEWNS), then `/` made MS_REC|MS_PRIVATE so nothing propagates back
 to the host), bind-mounts each volume at its mountPath (read-only ones remounted
@@ -22,7 +23,6 @@ or, to run a command in a running container's mounts (exec probes):
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import signal
@@ -37,7 +37,9 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library the interpreter is linked with (ctypes.util.find_library would run
+# ldconfig: tens of milliseconds on every container start).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _check(rc: int, what: str) -> None:

@@ -61,6 +61,16 @@ GROUPS_DIR = "process-groups"
 LEFTOVER_KILL_SECONDS = 5.0
 
 
+LAUNCHER = Path(__file__).with_name("launcher.py")
+
+
+def launcher_argv(spec: Obj) -> list[str]:
+    """The launcher (launcher.py) run as a script with the standard library alone (-I: no
+    environment or user site, -S: no site packages): a container start pays a bare
+    interpreter's few milliseconds, not pyk8s's imports."""
+    return [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec)]
+
+
 def container_env(container: Obj, pod_fields: dict[str, str]) -> dict[str, str]:
     """The container's env, in order, each value expanded against those before it (and
     `valueFrom.fieldRef` for metadata.name / metadata.namespace / status.podIP / ...)."""
@@ -312,7 +322,7 @@ class ProcessRuntime(Runtime):
             # argv in place, so the pid / process group are the container's.
             spec = {"argv": argv, "env": {**base, **env}, "cwd": cwd or "",
                     "stage": p.config.stage_dir, "mounts": [list(m) for m in p.config.mounts]}
-            argv = [sys.executable, "-m", "pyk8s.kubelet.runtimes.launcher", json.dumps(spec)]
+            argv = launcher_argv(spec)
             cwd = None
         path = self.log_path(p.pod_uid, st.name, st.restart_count)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -485,8 +495,7 @@ class ProcessRuntime(Runtime):
         env.update(extra_env or {})
         if p.config is not None and p.config.mounts and p.proc is not None and argv:
             spec = {"argv": list(argv), "env": env, "cwd": cwd or "", "join": p.proc.pid}
-            return ([sys.executable, "-m", "pyk8s.kubelet.runtimes.launcher",
-                     json.dumps(spec)], env, None)
+            return launcher_argv(spec), env, None
         return list(argv), env, cwd
 
     def attach_context(self, pod_uid: str, name: str
