@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from pyk8s.kubelet import crilog
 from pyk8s.kubelet.podworkers import (Backoff, build_pod_status, crash_loop_message,
                                       go_duration, pod_phase)
-from pyk8s.kubelet.runtime import ContainerStatus
+from pyk8s.kubelet.runtime import ContainerConfig, ContainerStatus, CreateContainerError
 from pyk8s.kubelet.runtimes.process import (ProcessRuntime, container_argv, container_env,
                                             expand)
 
@@ -233,3 +235,26 @@ def test_process_runtime(tmp_path: Path) -> None:
         assert rt.pod_containers("u1") == []
 
     asyncio.run(main())
+
+
+def test_without_root_the_token_volume_is_left_out(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not root: no mount namespace, so the token volume every pod gets is skipped with a
+    FailedMount warning (the pod still runs); any other volume fails the container."""
+    monkeypatch.setattr("pyk8s.kubelet.runtimes.process.os.geteuid", lambda: 1000)
+    rt = ProcessRuntime(tmp_path)
+    token = ("/var/run/secrets/kubernetes.io/serviceaccount", str(tmp_path / "tok"), True)
+    data = ("/data", str(tmp_path / "data"), False)
+
+    async def run() -> None:
+        cid = await rt.create_container("u1", {"name": "c", "command": ["true"]},
+                                        config=ContainerConfig(argv=["true"], mounts=[token]))
+        assert rt._containers[cid].config.mounts == []
+        [(uid, reason, message)] = rt.warnings
+        assert (uid, reason) == ("u1", "FailedMount") and "needs root" in message
+        with pytest.raises(CreateContainerError, match="needs root for volume mounts"):
+            await rt.create_container("u1", {"name": "d", "command": ["true"]},
+                                      config=ContainerConfig(argv=["true"],
+                                                             mounts=[token, data]))
+
+    asyncio.run(run())

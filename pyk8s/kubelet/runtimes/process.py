@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import json
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyk8s.apiserver.admission.serviceaccount import TOKEN_MOUNT_PATH
 from pyk8s.kubelet import crilog
 from pyk8s.kubelet.containertty import ContainerTerminal, pump_terminal
 from pyk8s.kubelet.envvars import container_argv, expand  # noqa: F401 (re-exported)
@@ -234,6 +236,7 @@ class ProcessRuntime(Runtime):
         self._containers: dict[str, _Proc] = {}
         self._pods: dict[str, list[str]] = {}
         self._pod_fields: dict[str, dict[str, str]] = {}
+        self.warnings: list[tuple[str, str, str]] = []   # (pod uid, reason, message) events
 
     def version(self) -> str:
         return "process://0.1"
@@ -274,6 +277,8 @@ class ProcessRuntime(Runtime):
                                config: ContainerConfig | None = None) -> str:
         name = container["name"]
         if config is not None and config.mounts and os.geteuid() != 0:
+            config = self._without_token_mount(pod_uid, name, config)
+        if config is not None and config.mounts and os.geteuid() != 0:
             raise CreateContainerError(
                 "the process runtime needs root for volume mounts (a private mount namespace "
                 "per container); run the agent as root or drop the container's volumeMounts")
@@ -292,6 +297,20 @@ class ProcessRuntime(Runtime):
             init=init), config=config)
         ids.append(cid)
         return cid
+
+    def _without_token_mount(self, pod_uid: str, name: str, config: ContainerConfig
+                             ) -> ContainerConfig:
+        """Without root no volume can be mounted; the service account token volume every
+        pod gets (ServiceAccount admission) is left out with a warning event rather than
+        failing every pod. Other volumes still fail the container."""
+        kept = [m for m in config.mounts if m[0].rstrip("/") != TOKEN_MOUNT_PATH]
+        if len(kept) == len(config.mounts):
+            return config
+        self.warnings.append((pod_uid, "FailedMount", (
+            f'container "{name}": the process runtime needs root to mount volumes; the '
+            f"service account token is not at {TOKEN_MOUNT_PATH} (run the node as root, "
+            "or set automountServiceAccountToken: false on the pod)")))
+        return dataclasses.replace(config, mounts=kept)
 
     def _exited(self, p: _Proc, code: int, reason: str) -> None:
         st = p.status
