@@ -321,6 +321,9 @@ async def run_attach(ws: web.WebSocketResponse, log_path: Any, status: Any,
                     for rec in reader.records(data):
                         on, channel = wanted[rec.stream]
                         out = renderers[rec.stream].render(rec)
+                        if terminal is not None:   # CR LF as the terminal wrote it (the
+                            # log keeps LF only): no stair steps on a raw-mode client
+                            out = out.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                         if on and out:
                             await ch.send(channel, out)
                     continue

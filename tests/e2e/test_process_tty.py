@@ -66,8 +66,10 @@ def test_kubectl_run_it_rm_shell_prompt_echo_and_size(up: ServerProcess) -> None
         t.expect(r"try pressing enter", timeout=60)
         t.expect(r"[#$] ", since=t.send("\n"))
         mark = t.send("echo hi $((6*7)) $TERM\n")
-        t.expect(r"echo hi \$\(\(6\*7\)\) \$TERM\r?\n", since=mark)   # the terminal's echo
-        t.expect(r"\nhi 42 xterm", since=mark)
+        # the terminal's echo, then the output: lines end in CR LF (no stair steps on the
+        # client's raw terminal)
+        t.expect(r"echo hi \$\(\(6\*7\)\) \$TERM\r\n", since=mark)
+        t.expect(r"\r\nhi 42 xterm\r\n", since=mark)
         t.expect(r"\b30 90\b", since=t.send("stty size\n"))
         t.resize(40, 100)
         time.sleep(0.5)
