@@ -87,16 +87,8 @@ def _node_dirs(data_dir: Path) -> list[Path]:
 
 
 def _claimed_bridges(node_dir: Path) -> list[str]:
-    from pyk8s.kubelet.network.hostclaims import CLAIMS_DIR
-    owner = str(node_dir.resolve())
-    out = []
-    for f in CLAIMS_DIR.glob("bridge-*.lock") if CLAIMS_DIR.is_dir() else []:
-        try:
-            if f.read_text().startswith(owner + " "):
-                out.append(f.name[len("bridge-"):-len(".lock")])
-        except OSError:
-            pass
-    return out
+    from pyk8s.kubelet.network.hostclaims import claimed_names
+    return claimed_names("bridge", str(node_dir.resolve()))
 
 
 def _node_name(node_dir: Path) -> str:

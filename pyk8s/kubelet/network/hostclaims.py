@@ -3,8 +3,9 @@ CIDR (which also fixes the cluster DNS address, the CIDR's gateway). Two pyk8s c
 one host with the same defaults would otherwise hand out the same pod IPs, fight over the
 DNS address and remove each other's rules.
 
-A claim is an exclusive `flock` on `/run/pyk8s/<kind>-<name>.lock` held for the node's
-lifetime (the kernel drops it when the process dies, even by SIGKILL), with the holder's
+A claim is an exclusive `flock` on `/run/pyk8s/<kind>-<name>@net<inode>.lock` held for
+the node's lifetime (the inode of the node's network namespace: bridges and routes are per
+network namespace, so nodes in namespaces of their own — test "hosts" — do not collide) (the kernel drops it when the process dies, even by SIGKILL), with the holder's
 data dir and pid written in it, so a refusal can say who holds it.
 """
 from __future__ import annotations
@@ -39,8 +40,32 @@ class HostClaim:
             self.fd = -1
 
 
+def _netns_scope() -> str:
+    """`@net<inode>` of this process's network namespace ("" if it cannot be read)."""
+    try:
+        return f"@net{os.stat('/proc/self/ns/net').st_ino}"
+    except OSError:
+        return ""
+
+
 def _path(kind: str, name: str) -> Path:
-    return CLAIMS_DIR / f"{kind}-{name.replace('/', '_')}.lock"
+    return CLAIMS_DIR / f"{kind}-{name.replace('/', '_')}{_netns_scope()}.lock"
+
+
+def claimed_names(kind: str, owner: str) -> list[str]:
+    """The `kind` claims of `owner` (a data dir) in this network namespace, held or not."""
+    scope = _netns_scope()
+    out = []
+    for f in CLAIMS_DIR.glob(f"{kind}-*.lock") if CLAIMS_DIR.is_dir() else []:
+        stem = f.name[len(kind) + 1:-len(".lock")]
+        if not stem.endswith(scope):
+            continue
+        try:
+            if f.read_text().startswith(owner + " "):
+                out.append(stem[:len(stem) - len(scope)])
+        except OSError:
+            pass
+    return out
 
 
 def claim(kind: str, name: str, owner: str) -> HostClaim:
