@@ -7,7 +7,16 @@ reads, pkg/kubelet/kuberuntime/logs): one record a line,
 later records of the same stream (a line longer than MAX_LINE bytes is split; output that
 ends without a newline is written as P). The writer side is `pump` (one per stream of a
 container, asyncio); the reader side `LogRenderer`, which turns records back into the
-container's output for `kubectl logs` (with `timestamps`, `since` and tail support)."""
+container's output for `kubectl logs` (with `timestamps`, `since` and tail support).
+
+A container's stdio are named FIFOs in its bundle (`make_stdio_fifos`), so that it
+outlives the agent that pumps them: the container holds stdout / stderr opened read-write
+— a reader always exists, so a write never raises SIGPIPE / EPIPE, it blocks once the pipe
+buffer (64 KiB) is full while no agent reads — and the agent opens them read-only
+(`pump_fifos`); a restarted agent opens them again and appends to the same log file. The
+pump sees EOF when no writer is left: once every process of the container holding them
+has exited (the agent holds no writer). What a container wrote while no agent ran is lost
+only if it also exits before the next agent starts (the pipe goes with its last opener)."""
 from __future__ import annotations
 
 import asyncio
@@ -204,6 +213,70 @@ async def pump_pipes(fds: list[tuple[int, str]], path: str | os.PathLike[str]
         tasks.append(asyncio.create_task(one(reader, stream, transport),
                                          name=f"log {path} {stream}"))
     return tasks
+
+
+STDIN = "stdin"
+
+
+def make_stdio_fifos(d: str | os.PathLike[str], stdin: bool) -> None:
+    """The FIFOs `stdout`, `stderr` (and `stdin`) of a container in its bundle `d`."""
+    for name in (STDOUT, STDERR) + ((STDIN,) if stdin else ()):
+        os.mkfifo(os.path.join(d, name), 0o600)
+
+
+def _open_fifo(path: str, flags: int, blocking: bool) -> int:
+    """Open without waiting for the other end (O_NONBLOCK), then make the file blocking
+    if asked (what the container gets: it must wait, not fail, on a full / empty pipe)."""
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
+    if blocking:
+        os.set_blocking(fd, True)
+    return fd
+
+
+def container_stdio(d: str | os.PathLike[str], stdin_once: bool = False
+                    ) -> tuple[int, int, int]:
+    """The container's ends of its FIFOs in `d`: (stdin or -1, stdout, stderr), blocking.
+    stdout / stderr read-write (never a write without a reader). stdin read-write too —
+    it stays open for the container's lifetime, as upstream's without stdinOnce — except
+    with `stdin_once`: read-only, so the container reads EOF once the agent closes its
+    writer (the first attach session ended, or the agent died)."""
+    fifo_in = os.path.join(d, STDIN)
+    fds = [-1, -1, -1]
+    try:
+        if os.path.exists(fifo_in):
+            fds[0] = _open_fifo(fifo_in, os.O_RDONLY if stdin_once else os.O_RDWR, True)
+        fds[1] = _open_fifo(os.path.join(d, STDOUT), os.O_RDWR, True)
+        fds[2] = _open_fifo(os.path.join(d, STDERR), os.O_RDWR, True)
+    except OSError:
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+        raise
+    return fds[0], fds[1], fds[2]
+
+
+def stdin_writer(d: str | os.PathLike[str]) -> int | None:
+    """The agent's (non-blocking) write end of the container's stdin FIFO; None when
+    there is none or the container no longer reads it."""
+    try:
+        return _open_fifo(os.path.join(d, STDIN), os.O_WRONLY, False)
+    except OSError:   # ENOENT; ENXIO: no reader
+        return None
+
+
+async def pump_fifos(d: str | os.PathLike[str], path: str | os.PathLike[str]
+                     ) -> list[asyncio.Task[None]]:
+    """Pump the container's stdout / stderr FIFOs in `d` into its log file `path`
+    (appended), as pump_pipes; each task ends at EOF (no writer left)."""
+    fds: list[tuple[int, str]] = []
+    try:
+        for stream in (STDOUT, STDERR):
+            fds.append((_open_fifo(os.path.join(d, stream), os.O_RDONLY, False), stream))
+    except OSError:
+        for fd, _ in fds:
+            os.close(fd)
+        raise
+    return await pump_pipes(fds, path)
 
 
 class LogRenderer:

@@ -293,6 +293,8 @@ class Kubelet:
                 else self.o.node.node_ip
             if new:
                 self.runtime.set_pod(pod, pod_ip)
+        if new:
+            await self._adopt_volumes(pod, pod_ip)
         waiting, retry = await self._sync_containers(pod)
         self.probes.add_pod(pod, pod_ip)
         status = build_pod_status(
@@ -744,6 +746,36 @@ class Kubelet:
         except (NotFound, Conflict):
             pass
 
+    # -- after a restart: what the runtime adopted ------------------------------------------
+    async def _remove_unbound(self, adopted: list[str], stop: asyncio.Event) -> None:
+        """Upstream's kubelet after a restart: once the pod informer has listed the pods
+        bound to this node, the pods the runtime adopted that are not among them (deleted,
+        force-deleted or bound elsewhere while this kubelet was down) and are no static
+        pods are stopped and removed with their volumes, as a deleted pod."""
+        while not await self.pods.wait_for_sync(timeout=1.0):
+            if stop.is_set():
+                return
+        known = ({(p.get("metadata") or {}).get("uid") for p in self.pods.store.list()}
+                 | {p["metadata"]["uid"] for p in self.static.values()}
+                 | set(self._uids.values()))
+        for uid in adopted:
+            if uid not in known and uid in self.runtime.pod_uids():
+                log.info("removing pod %s: no longer bound to node %s", uid, self.name)
+                await self._kill_pod(uid, 0)
+
+    async def _adopt_volumes(self, pod: Obj, pod_ip: str) -> None:
+        """A pod whose containers the runtime adopted: its volumes known again (set up
+        anew: the same directories, rewritten in place), so that they are refreshed and
+        its next containers mount them."""
+        uid = pod["metadata"]["uid"]
+        if not (pod.get("spec") or {}).get("volumes") or uid in self.volumes.pods() or \
+                not self.runtime.pod_containers(uid):
+            return
+        try:
+            await self.volumes.setup(pod, pod_ip, self.o.node.node_ip)
+        except VolumeError as e:   # the running containers keep what they mount
+            log.warning("pod %s: volumes of its adopted containers: %s", uid, e)
+
     # -- running --------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -757,6 +789,7 @@ class Kubelet:
             return
         lease = NodeLease(self.client, self.name, self.node_uid, self.o.lease_interval)
         await self.runtime.start()
+        adopted = self.runtime.pod_uids()   # what an earlier kubelet left running
         self.events.start()
         self.rescan_static_pods()
         tasks = [asyncio.create_task(lease.run(stop), name="node-lease"),
@@ -770,6 +803,9 @@ class Kubelet:
         if self.runtime.needs_pod_cidr:
             tasks.append(asyncio.create_task(self._pod_cidr_loop(stop), name="pod-cidr"))
         self.pods.start()
+        if adopted:
+            tasks.append(asyncio.create_task(self._remove_unbound(adopted, stop),
+                                             name="remove-unbound-pods"))
         if self.services is not None:
             self.services.start()
         try:

@@ -1,12 +1,18 @@
 """Processes the kubelet reaps without having spawned them: container processes and
 detached execs that runc started and left, reparented to the kubelet (it is the child
 subreaper, syscalls.set_child_subreaper). Their exit status comes from waitpid(), woken by
-a pidfd (polled on kernels without pidfd_open)."""
+a pidfd (polled on kernels without pidfd_open).
+
+AdoptedProcess is the other kind: a container's init that an earlier agent (killed) started.
+It was re-parented to init when that agent died, so nobody here can waitpid() it: its end
+is seen through a pidfd (readable once the process has exited, reaped or not), its exit
+status stays unknown."""
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 # Not our child (any more): nobody can tell its status; call it killed.
 UNKNOWN_STATUS = signal.SIGKILL
@@ -69,3 +75,85 @@ class ReapedProcess:
         """The status as a shell shows it: 128 + signal for a killed process."""
         rc = self.returncode if self.returncode is not None else 0
         return 128 - rc if rc < 0 else rc
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot, /proc/<pid>/stat field 22): with
+    the pid, it names one process even across pid reuse. None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    try:
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True
+    return stat[stat.rindex(b")") + 2:].split()[0] in (b"Z", b"X")
+
+
+class AdoptedProcess:
+    """A process that is not our child, watched until it exits: `wait()` (its exit status
+    is unknown) and `send_signal()` by pidfd. Raises ProcessLookupError when `pid` is gone
+    or, with `started`, is another process now."""
+
+    def __init__(self, pid: int, started: int | None = None) -> None:
+        self.pid = pid
+        self.exited = False
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise
+        except OSError:   # no pidfd_open (Linux < 5.3): /proc, polled
+            self._pidfd = -1
+        if _gone(pid) or (started is not None and start_time(pid) != started):
+            self._close()
+            raise ProcessLookupError(pid)
+
+    def _close(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    async def wait(self) -> None:
+        """Until the process has exited."""
+        loop = asyncio.get_running_loop()
+        while not self.exited:
+            if self._pidfd < 0:
+                if _gone(self.pid):
+                    self.exited = True
+                else:
+                    await asyncio.sleep(0.2)
+                continue
+            ready = loop.create_future()
+            fd = self._pidfd
+            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+            self.exited = True
+            self._close()
+
+    def send_signal(self, sig: int) -> None:
+        """Signal it unless it has exited (a pidfd never hits a recycled pid)."""
+        if self.exited:
+            return
+        try:
+            if self._pidfd >= 0:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            elif not _gone(self.pid):
+                os.kill(self.pid, sig)
+        except OSError:
+            pass
+
+    def exit_code(self) -> None:
+        """Unknown: whoever reaps the process (init) gets its status."""
+        return None

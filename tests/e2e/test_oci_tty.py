@@ -135,8 +135,9 @@ def test_kubectl_run_it_rm_shell_prompt_echo_and_size(oci: Any) -> None:
         t.expect(r"try pressing enter", timeout=90)
         t.expect(r"/ # ", since=t.send("\n"))
         mark = t.send("echo hi $((6*7))\n")
-        t.expect(r"echo hi \$\(\(6\*7\)\)\r?\n", since=mark)   # the terminal's echo
-        t.expect(r"\nhi 42", since=mark)
+        # the terminal's echo, then the output, lines in CR LF (no stair steps)
+        t.expect(r"echo hi \$\(\(6\*7\)\)\r\n", since=mark)
+        t.expect(r"\r\nhi 42\r\n", since=mark)
         t.expect(r"\b30 90\b", since=t.send("stty size\n"))
         t.resize(40, 100)
         time.sleep(0.5)

@@ -370,14 +370,18 @@ def cached_entries(cache_dir: Path) -> list[tuple[Path, Obj]]:
 
 
 async def delete_all_cached(cache_dir: Path,
-                            bin_dirs: Sequence[str | os.PathLike[str]] = DEFAULT_BIN_DIRS
-                            ) -> list[tuple[str, Obj, CNIError | None]]:
-    """DEL every container cached under `cache_dir` (with its cached config and netns):
-    cleanup after a crash or at shutdown. Returns (container id, config, error or None)."""
+                            bin_dirs: Sequence[str | os.PathLike[str]] = DEFAULT_BIN_DIRS,
+                            keep: Iterable[str] = ()) -> list[tuple[str, Obj, CNIError | None]]:
+    """DEL every container cached under `cache_dir` (with its cached config and netns)
+    but those in `keep`: cleanup after a crash or at shutdown. Returns (container id,
+    config, error or None)."""
     done = []
+    kept = set(keep)
     for path, entry in cached_entries(cache_dir):
         conf = _decode_config(entry)
         cid, ifname = entry.get("containerId"), entry.get("ifName") or "eth0"
+        if cid in kept:
+            continue
         if conf is None or not cid:
             path.unlink(missing_ok=True)
             continue

@@ -275,11 +275,13 @@ class PodNetwork:
     @classmethod
     async def cleanup_leftovers(cls, data_dir: Path | str,
                                 bin_dirs: Sequence[str | os.PathLike[str]] = DEFAULT_BIN_DIRS,
-                                bridges: Sequence[str] = ()) -> list[str]:
+                                bridges: Sequence[str] = (), keep: Sequence[str] = ()
+                                ) -> list[str]:
         """After an agent crash (pod CIDR not known yet): DEL what the cache under
-        `data_dir` holds, with the cached configs and netns paths, then delete the
-        bridges they used (and `bridges`) if unused. The sandbox ids deleted."""
-        done = await delete_all_cached(Path(data_dir) / "cache", bin_dirs)
+        `data_dir` holds — but the sandboxes in `keep`, adopted by the restarted agent —
+        with the cached configs and netns paths, then delete the bridges they used (and
+        `bridges`) if unused. The sandbox ids deleted."""
+        done = await delete_all_cached(Path(data_dir) / "cache", bin_dirs, keep=keep)
         names = list(bridges)
         for cid, conf, err in done:
             if err is not None:

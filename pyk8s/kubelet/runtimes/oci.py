@@ -7,13 +7,39 @@ no containerd, no pause container.
   /etc/resolv.conf, /etc/hostname; podfiles.py).
 - A container is an overlayfs root (the image's unpacked layers, images/, read-only below a
   writable upper dir) with an OCI spec (ociconfig.py); `runc create` + `runc start` with
-  stdout / stderr on pipes pumped into the CRI log (crilog.py). This process is a child
-  subreaper: the container's init is re-parented to it when `runc create` exits, so its
-  exit status comes from waitpid(), woken by a pidfd (reaper.py). An OOM kill shows as
-  SIGKILL with the memory cgroup's oom_kill count > 0: reason OOMKilled.
+  stdout / stderr on named FIFOs in its bundle, pumped into the CRI log (crilog.py). This
+  process is a child subreaper: the container's init is re-parented to it when `runc
+  create` exits, so its exit status comes from waitpid(), woken by a pidfd (reaper.py). An
+  OOM kill shows as SIGKILL with the memory cgroup's oom_kill count > 0: reason OOMKilled.
 - Cgroups: `/pyk8s-<node>/pod<uid>/<container id>` in every hierarchy (cgroups.py).
-- Teardown: kill → runc delete → unmount rootfs → CNI DEL → namespaces → cgroups; what an
-  earlier agent left behind (kill -9) is cleaned up at start-up."""
+- Teardown: kill → runc delete → unmount rootfs → CNI DEL → namespaces → cgroups.
+
+After a crash (the agent killed with SIGKILL), containers keep running, as upstream's with
+containerd when the kubelet restarts. What the runtime knows is kept in small JSON records
+(written to a temporary file, then renamed): `pods/<uid>/sandbox.json` (the pod, its IPs,
+namespaces, network state) and `pods/<uid>/container-<id>.json` (its status, spec entry,
+cgroup, bundle and init pid with the pid's start time). `start()` adopts them:
+
+- a sandbox whose record is whole and whose namespaces are still pinned is taken over with
+  its IP (its CNI attachment is kept);
+- a container recorded running that runc still runs with the same init process is adopted:
+  its FIFOs are pumped again (appended to the same log), its end is seen through a pidfd
+  (reaper.AdoptedProcess). It is not our child: its exit code is unknown; it is then
+  reported terminated as upstream's kubelet reports a container whose status is lost —
+  reason ContainerStatusUnknown, exit code 137 (OOMKilled if its cgroup saw an OOM kill),
+  with LOST_STATUS_MESSAGE (or its termination message);
+- a container recorded running that is gone (or stopped) is reported the same way and its
+  remains removed; one recorded exited keeps its recorded status (lastState, init
+  containers done);
+- a `tty: true` container cannot be adopted (its terminal's master was the dead agent's):
+  it is killed and reported as lost, and the kubelet starts it again as its restart policy
+  says;
+- everything else — runc containers without a record, never-started ones, rootfs mounts,
+  CNI attachments, namespaces and pod directories of sandboxes not adopted, empty cgroups —
+  is removed (all of it by `remove_leftovers`, `pyk8s killall`).
+
+The kubelet then removes the adopted pods that are no longer bound to the node. A clean
+stop (`shutdown`) stops every container, adopted ones too."""
 from __future__ import annotations
 
 import asyncio
@@ -25,22 +51,24 @@ import shutil
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from pyk8s.kubelet import cgroups, consolesocket, crilog, podfiles, syscalls
-from pyk8s.kubelet.containertty import ContainerTerminal
+from pyk8s.kubelet.containertty import ContainerTerminal, pump_terminal
 from pyk8s.kubelet.images import ImageManager, ImageStore, RegistryClient
 from pyk8s.kubelet.images.inuse import write_image_use
 from pyk8s.kubelet.network import hostclaims
+from pyk8s.kubelet.network.cni import cached_entries
 from pyk8s.kubelet.network.namespaces import (create_pod_namespaces, delete_all,
-                                              delete_pod_namespaces, list_sandboxes)
+                                              delete_pod_namespaces, is_namespace_file,
+                                              list_sandboxes)
 from pyk8s.kubelet.network.podnetwork import PodNetwork
 from pyk8s.kubelet.node import now_rfc3339
-from pyk8s.kubelet.reaper import ReapedProcess
+from pyk8s.kubelet.reaper import AdoptedProcess, ReapedProcess, start_time
 from pyk8s.kubelet.runtime import (ContainerConfig, ContainerStatus, CreateContainerError,
                                    Runtime)
 from pyk8s.kubelet.runtimes import ociconfig
@@ -52,6 +80,33 @@ Obj = dict[str, Any]
 START_ERROR_EXIT_CODE = 128
 PUMP_DRAIN_SECONDS = 2.0
 RUNC_TIMEOUT = 60.0
+# A container whose exit status is lost (it exited while not our child: started by an
+# earlier agent) is reported terminated as upstream's kubelet reports a container the
+# runtime no longer knows (convertToAPIContainerStatuses): this reason and exit code.
+LOST_STATUS_REASON = "ContainerStatusUnknown"
+LOST_STATUS_EXIT_CODE = 137
+LOST_STATUS_MESSAGE = ("The container exited while the kubelet that started it was not "
+                       "running: its exit code is unknown")
+LOST_TERMINAL_MESSAGE = ("The container's terminal was lost with the kubelet that started "
+                         "it: the container was killed")
+SANDBOX_RECORD = "sandbox.json"
+
+
+def write_record(path: Path, record: Obj) -> None:
+    """Write a JSON record atomically (a temporary file renamed over it): whoever reads it
+    — the next agent, after a crash — sees the old record or the new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(record))
+    os.replace(tmp, path)
+
+
+def read_record(path: Path) -> Obj | None:
+    """A record written by write_record; None if it is missing or not a JSON object."""
+    try:
+        rec = orjson.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 def find_oci_runtime() -> str | None:
@@ -99,6 +154,27 @@ class _Sandbox:
     network_up: bool = False
     hostname: str = ""
 
+    def record(self) -> Obj:
+        """What a restarted agent needs to adopt the sandbox (pods/<uid>/sandbox.json)."""
+        pod = {k: self.pod[k] for k in ("apiVersion", "kind", "metadata", "spec")
+               if k in self.pod}
+        return {"uid": self.uid, "pod": pod, "ip": self.ip, "ips": self.ips,
+                "netns": self.netns, "hostname": self.hostname,
+                "networkUp": self.network_up, "paths": asdict(self.paths)}
+
+    @classmethod
+    def from_record(cls, rec: Obj, d: Path) -> "_Sandbox":
+        """The sandbox of a record (KeyError, TypeError, ValueError when it is broken)."""
+        names = {f.name for f in fields(ociconfig.PodSandboxPaths)}
+        paths = ociconfig.PodSandboxPaths(**{k: v for k, v in rec["paths"].items()
+                                             if k in names})
+        if rec["uid"] != d.name or not isinstance(rec["pod"], dict):
+            raise ValueError(f"sandbox record {d} is not pod {rec['uid']}'s")
+        return cls(str(rec["uid"]), rec["pod"], d, ip=str(rec["ip"]),
+                   ips=[str(i) for i in rec["ips"]], netns=rec["netns"],
+                   paths=paths, network_up=bool(rec["networkUp"]),
+                   hostname=str(rec["hostname"]))
+
 
 @dataclass
 class _Ctr:
@@ -110,13 +186,38 @@ class _Ctr:
     cgroup: str
     config: ContainerConfig | None = None
     pid: int = 0
-    proc: ReapedProcess | None = None    # once started: reaped by us (the subreaper)
+    started: int | None = None           # the init's start time (reaper.start_time)
+    created: int = field(default_factory=time.time_ns)   # orders a pod's containers
+    # once started: reaped by us (the subreaper); adopted: only watched (not our child)
+    proc: ReapedProcess | AdoptedProcess | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
     stdin: Any = None
     terminal: ContainerTerminal | None = None   # tty: true
     mounted: bool = False
     cleanup: asyncio.Task[None] | None = None
+
+    def record(self) -> Obj:
+        """What a restarted agent needs to adopt the container or report how it ended
+        (pods/<uid>/container-<id>.json)."""
+        return {"id": self.id, "podUID": self.pod_uid, "spec": self.spec,
+                "status": asdict(self.status), "bundle": str(self.bundle),
+                "cgroup": self.cgroup, "pid": self.pid, "pidStarted": self.started,
+                "created": self.created}
+
+    @classmethod
+    def from_record(cls, rec: Obj) -> "_Ctr":
+        """The container of a record (KeyError, TypeError, ValueError when broken)."""
+        names = {f.name for f in fields(ContainerStatus)}
+        status = ContainerStatus(**{k: v for k, v in rec["status"].items() if k in names})
+        if not isinstance(rec["spec"], dict) or status.state not in ("created", "running",
+                                                                     "exited"):
+            raise ValueError(f"container record {rec['id']} is broken")
+        started = rec.get("pidStarted")
+        return cls(str(rec["id"]), str(rec["podUID"]), rec["spec"], status,
+                   Path(rec["bundle"]), str(rec["cgroup"]), pid=int(rec["pid"]),
+                   started=int(started) if started is not None else None,
+                   created=int(rec["created"]))
 
 
 class OCIRuntime(Runtime):
@@ -178,8 +279,9 @@ class OCIRuntime(Runtime):
         return self._version
 
     async def start(self) -> None:
-        """Become the containers' subreaper and clean what an earlier agent left behind
-        (containers, mounts, CNI attachments, namespaces, cgroups)."""
+        """Become the containers' subreaper, adopt the sandboxes and containers an earlier
+        agent of this data dir recorded and left running (killed), and remove the rest of
+        what it left (containers, mounts, CNI attachments, namespaces, cgroups)."""
         if self._started:
             return
         if os.geteuid() != 0:
@@ -196,35 +298,180 @@ class OCIRuntime(Runtime):
         syscalls.set_child_subreaper()
         for d in (self.state_root, self.containers_dir, self.pods_dir, self.sandbox_root):
             d.mkdir(parents=True, exist_ok=True)
-        await self._recover()
+        await self._adopt()
+        await self._remove_unadopted()
         self._started = True
 
     async def remove_leftovers(self) -> None:
-        """What a node killed earlier left (`pyk8s killall`): as at start, without running."""
+        """What a node killed earlier left (`pyk8s killall`): all of it, adopting nothing,
+        without running."""
         if os.geteuid() != 0:
             raise RuntimeError("the oci runtime needs root")
-        await self._recover()
+        await self._remove_unadopted()
+        await delete_all(self.sandbox_root)
 
-    async def _recover(self) -> None:
+    async def _runc_states(self) -> dict[str, tuple[str, int]]:
+        """runc's containers: id → (status, init pid)."""
         rc, out = await self._runc("list", "--format", "json", check=False)
-        leftovers = []
-        if rc == 0 and out.strip() and out.strip() != b"null":
+        if rc != 0 or not out.strip():
+            return {}
+        try:
+            return {str(c["id"]): (str(c.get("status") or ""), int(c.get("pid") or 0))
+                    for c in orjson.loads(out) or []}
+        except (ValueError, TypeError, KeyError):
+            return {}
+
+    # -- after a crash: adopt what was recorded, remove the rest ----------------------------
+    def _record_path(self, c: _Ctr) -> Path:
+        return self.pods_dir / c.pod_uid / f"container-{c.id}.json"
+
+    def _save_sandbox(self, sb: _Sandbox) -> None:
+        try:
+            write_record(sb.dir / SANDBOX_RECORD, sb.record())
+        except OSError as e:   # pragma: no cover - a full disk: adoption then fails
+            log.warning("pod %s: writing its sandbox record: %s", sb.uid, e)
+
+    def _save_container(self, c: _Ctr) -> None:
+        """Record the container's state (known containers only: a forgotten one's record
+        is gone for good)."""
+        if self._containers.get(c.id) is not c or c.pod_uid not in self._sandboxes:
+            return
+        try:
+            write_record(self._record_path(c), c.record())
+        except OSError as e:   # pragma: no cover - a full disk, or its pod being removed
+            log.warning("container %s: writing its record: %s", c.status.name, e)
+
+    def _load_sandbox(self, d: Path, attached: set[str]) -> _Sandbox | None:
+        """The sandbox recorded in pod dir `d` if its namespaces are still pinned (after a
+        reboot they are not); its network counts as up only with a CNI attachment."""
+        rec = read_record(d / SANDBOX_RECORD)
+        if rec is None:
+            return None
+        try:
+            sb = _Sandbox.from_record(rec, d)
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("pod %s: broken sandbox record: %s", d.name, e)
+            return None
+        pinned = [p for p in (sb.paths.net, sb.paths.ipc, sb.paths.uts) if p]
+        if not all(is_namespace_file(p) for p in pinned):
+            return None
+        if sb.network_up and sb.uid not in attached:
+            sb.network_up, sb.ip, sb.ips = False, "", []
+        return sb
+
+    async def _adopt(self) -> None:
+        """Take over the sandboxes and containers recorded under the pods dir (module
+        docstring); what is not taken over is left for _remove_unadopted."""
+        states = await self._runc_states()
+        attached = {str(e.get("containerId")) for _, e in
+                    cached_entries(self.data_dir / "cni" / "cache")}
+        for d in sorted(self.pods_dir.iterdir()):
+            sb = self._load_sandbox(d, attached)
+            if sb is None:
+                continue
+            self._sandboxes[sb.uid] = sb
+            self._pods.setdefault(sb.uid, [])
+            ctrs = []
+            for f in d.glob("container-*.json"):
+                try:
+                    c = _Ctr.from_record(read_record(f) or {})
+                except (KeyError, TypeError, ValueError) as e:
+                    log.warning("pod %s: broken container record %s: %s", sb.uid, f.name, e)
+                    f.unlink(missing_ok=True)
+                    continue
+                if c.pod_uid == sb.uid and f == self._record_path(c):
+                    ctrs.append(c)
+            for c in sorted(ctrs, key=lambda c: c.created):
+                await self._adopt_container(c, states.get(c.id, ("", 0)))
+            log.info("adopted pod %s (IP %s): %d running containers", sb.uid,
+                     sb.ip or "none", sum(self._containers[cid].status.state == "running"
+                                          for cid in self._pods[sb.uid]))
+
+    async def _adopt_container(self, c: _Ctr, state: tuple[str, int]) -> None:
+        """One recorded container of an adopted sandbox, as runc sees it (status, pid):
+        adopted when runc still runs its recorded init process; else reported ended with
+        an unknown status (LOST_STATUS_*) and removed. A `tty: true` container is never
+        adopted: the master of its terminal was the earlier agent's and died with it, so
+        nothing reaches the terminal any more; it is killed and reported lost, and the
+        kubelet starts it again (a new container) as its restart policy says."""
+        status, pid = state
+        st = c.status
+        c.mounted = os.path.ismount(c.bundle / "rootfs")
+        if st.state == "created" or status == "created":   # never started: never made
+            await self._runc("delete", "--force", c.id, check=False)
+            self._release_rootfs(c)
+            self._record_path(c).unlink(missing_ok=True)
+            return
+        self._containers[c.id] = c
+        self._pods[c.pod_uid].append(c.id)
+        if st.state == "exited":
+            if c.bundle.exists():   # the agent died while removing it
+                await self._runc("delete", "--force", c.id, check=False)
+                cgroups.remove(c.cgroup)
+                self._release_rootfs(c)
+            c.exited.set()
+            return
+        if status == "running" and pid == c.pid and not c.spec.get("tty"):
             try:
-                leftovers = [c["id"] for c in orjson.loads(out) or []]
-            except (ValueError, TypeError, KeyError):
-                leftovers = []
-        for cid in leftovers:
-            log.info("removing container %s left by an earlier agent", cid)
-            await self._runc("delete", "--force", cid, check=False)
+                c.proc = AdoptedProcess(pid, c.started)
+            except ProcessLookupError:
+                c.proc = None
+            if c.proc is not None:
+                await self._reattach(c)
+                self._watch_exit(c)
+                log.info("adopted container %s of pod %s (pid %d)", st.name, c.pod_uid, pid)
+                return
+        # Gone, or a terminal's container whose master died with the earlier agent: its
+        # processes (if any) are killed by `runc delete --force`.
+        if status == "running" and c.spec.get("tty"):
+            log.info("killing container %s of pod %s: its terminal died with the earlier "
+                     "kubelet", st.name, c.pod_uid)
+            await self._after_exit(c, None, LOST_TERMINAL_MESSAGE)
+        else:
+            log.info("container %s of pod %s ended while the kubelet was down", st.name,
+                     c.pod_uid)
+            await self._after_exit(c, None)
+
+    async def _reattach(self, c: _Ctr) -> None:
+        """Pump an adopted container's output FIFOs into its log again (appended); its
+        stdin, unless stdinOnce (that stdin was closed with the earlier agent)."""
+        path = self.log_path(c.pod_uid, c.status.name, c.status.restart_count)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            c.pumps = await crilog.pump_fifos(c.bundle, path)
+        except OSError as e:
+            log.warning("container %s: its output FIFOs: %s", c.status.name, e)
+        if c.spec.get("stdin") and not c.spec.get("stdinOnce"):
+            await self._open_stdin(c)
+
+    async def _remove_unadopted(self) -> None:
+        """Everything under the data dir that no adopted sandbox or running container owns:
+        runc containers, rootfs mounts and bundles, CNI attachments, pinned namespaces, pod
+        directories, empty cgroups (all of it when nothing was adopted)."""
+        live = {cid for cid, c in self._containers.items() if c.status.state == "running"}
+        for cid in await self._runc_states():
+            if cid not in live:
+                log.info("removing container %s left by an earlier agent", cid)
+                await self._runc("delete", "--force", cid, check=False)
+        keep = [str(self._containers[cid].bundle) for cid in live]
         for mp in syscalls.mounts_under(str(self.containers_dir)):
-            syscalls.umount(mp)
-        shutil.rmtree(self.containers_dir, ignore_errors=True)
-        self.containers_dir.mkdir(parents=True, exist_ok=True)
-        await PodNetwork.cleanup_leftovers(self.data_dir / "cni")
+            if not any(mp == k or mp.startswith(k + "/") for k in keep):
+                syscalls.umount(mp)
+        for d in list(self.containers_dir.iterdir()) if self.containers_dir.exists() else []:
+            if d.name not in live:
+                shutil.rmtree(d, ignore_errors=True)
+        await PodNetwork.cleanup_leftovers(
+            self.data_dir / "cni", keep=[u for u, sb in self._sandboxes.items() if sb.network_up])
         await self._remove_stray_sandboxes()
-        for d in self.pods_dir.iterdir() if self.pods_dir.exists() else []:
-            shutil.rmtree(d, ignore_errors=True)
-        cgroups.remove(self.cgroup_root)
+        for d in list(self.pods_dir.iterdir()) if self.pods_dir.exists() else []:
+            if d.name not in self._sandboxes:
+                shutil.rmtree(d, ignore_errors=True)
+        cgroups.remove(self.cgroup_root)   # what holds an adopted container's processes stays
+        for uid in self._sandboxes if self.pod_max_pids > 0 else ():
+            try:
+                cgroups.set_pids_max(self.pod_cgroup(uid), self.pod_max_pids)
+            except OSError as e:
+                log.warning("pod %s: pids limit: %s", uid, e)
 
     async def _remove_stray_sandboxes(self) -> None:
         """Namespaces under the sandbox root that no known pod owns (an earlier agent's,
@@ -392,6 +639,7 @@ class OCIRuntime(Runtime):
             sb.ips = [sb.ip]
             sb.network_up = True
         self._write_pod_files(sb, pod)
+        self._save_sandbox(sb)
         return sb.ip
 
     def _write_pod_files(self, sb: _Sandbox, pod: Obj) -> None:
@@ -416,6 +664,7 @@ class OCIRuntime(Runtime):
             return
         await self.network.teardown(pod_uid, sb.netns)
         sb.network_up = False
+        self._save_sandbox(sb)
 
     # -- containers ------------------------------------------------------------------------
     async def create_container(self, pod_uid: str, container: Obj, init: bool = False,
@@ -483,6 +732,7 @@ class OCIRuntime(Runtime):
         if c.id in ids:
             ids.remove(c.id)
         self._containers.pop(c.id, None)
+        self._record_path(c).unlink(missing_ok=True)
         self._release_rootfs(c)
 
     def _release_rootfs(self, c: _Ctr) -> None:
@@ -497,6 +747,7 @@ class OCIRuntime(Runtime):
     def _forget(self, cid: str) -> None:
         c = self._containers.pop(cid, None)
         if c is not None:
+            self._record_path(c).unlink(missing_ok=True)
             self._release_rootfs(c)
 
     def log_path(self, pod_uid: str, name: str, restart: int) -> Path:
@@ -509,6 +760,7 @@ class OCIRuntime(Runtime):
             reason
         st.message = message
         c.exited.set()
+        self._save_container(c)
 
     async def start_container(self, container_id: str) -> None:
         c = self._containers[container_id]
@@ -517,35 +769,35 @@ class OCIRuntime(Runtime):
         path.parent.mkdir(parents=True, exist_ok=True)
         st.started_at = now_rfc3339()
         tty = bool(c.spec.get("tty"))
-        out_r = out_w = err_r = err_w = in_r = in_w = master = -1
-        if not tty:   # a terminal is stdin, stdout and stderr at once
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            if c.spec.get("stdin"):
-                in_r, in_w = os.pipe()
+        in_fd = out_fd = err_fd = master = -1
         runc_log = c.bundle / "runc.log"
         pid_file = c.bundle / "init.pid"
         try:
-            if tty:
+            if tty:   # a terminal is stdin, stdout and stderr at once
                 rc, out, master = await self._create_on_terminal(c, pid_file, runc_log)
             else:
+                crilog.make_stdio_fifos(c.bundle, stdin=bool(c.spec.get("stdin")))
+                in_fd, out_fd, err_fd = crilog.container_stdio(
+                    c.bundle, stdin_once=bool(c.spec.get("stdinOnce")))
                 rc, out = await self._runc(
                     "create", "--bundle", str(c.bundle), "--pid-file", str(pid_file), c.id,
-                    check=False, stdin=in_r if in_r >= 0 else None, stdout=out_w,
-                    stderr=err_w, log_file=runc_log)
+                    check=False, stdin=in_fd if in_fd >= 0 else None, stdout=out_fd,
+                    stderr=err_fd, log_file=runc_log)
             if rc == 0:
                 c.pid = int(pid_file.read_text().strip())
+                c.started = start_time(c.pid)
+                if not tty:   # while our ends are open: the pumps cannot see EOF yet
+                    c.pumps = await crilog.pump_fifos(c.bundle, path)
         except (OSError, ValueError, asyncio.TimeoutError) as e:
             rc, out = -1, str(e).encode()
         finally:
-            for fd in (out_w, err_w, in_r):
+            for fd in (in_fd, out_fd, err_fd):
                 if fd >= 0:
                     os.close(fd)
         if rc != 0 or not c.pid:
             msg = self._runc_error(out, runc_log)
-            for fd in (out_r, err_r, in_w, master):
-                if fd >= 0:
-                    os.close(fd)
+            if master >= 0:
+                os.close(master)
             tool = Path(self.binary).name
             if not msg.startswith(f"{tool} create failed"):
                 msg = f"{tool} create failed: {msg}"
@@ -559,22 +811,29 @@ class OCIRuntime(Runtime):
             return
         if master >= 0:   # the terminal's output is the log's one stream, stdout
             c.terminal = ContainerTerminal(master, stdin=bool(c.spec.get("stdin")))
-            c.pumps = await crilog.pump_pipes([(master, crilog.STDOUT)], path)
-        else:
-            c.pumps = await crilog.pump_pipes([(out_r, crilog.STDOUT),
-                                               (err_r, crilog.STDERR)], path)
-        if in_w >= 0:
-            loop = asyncio.get_running_loop()
-            transport, protocol = await loop.connect_write_pipe(
-                asyncio.streams.FlowControlMixin, os.fdopen(in_w, "wb", 0))
-            c.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+            c.pumps = await pump_terminal(master, path)   # prompts reach attach too
+        elif c.spec.get("stdin"):
+            await self._open_stdin(c)
+        c.proc = ReapedProcess(c.pid)
         self._watch_exit(c)
         rc, out = await self._runc("start", c.id, check=False, log_file=runc_log)
         if rc != 0 and not c.exited.is_set():
             log.warning("container %s: runc start: %s", st.name,
                         self._runc_error(out, runc_log))
             self._signal(c, signal.SIGKILL)
-        st.state = "running" if not c.exited.is_set() else st.state
+        if not c.exited.is_set():
+            st.state = "running"
+            self._save_container(c)
+
+    async def _open_stdin(self, c: _Ctr) -> None:
+        """The agent's writer on the container's stdin FIFO (attach writes to it)."""
+        fd = crilog.stdin_writer(c.bundle)
+        if fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", 0))
+        c.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
 
     async def _create_on_terminal(self, c: _Ctr, pid_file: Path, runc_log: Path
                                   ) -> tuple[int, bytes, int]:
@@ -603,15 +862,20 @@ class OCIRuntime(Runtime):
             listener.close()
 
     def _watch_exit(self, c: _Ctr) -> None:
-        c.proc = ReapedProcess(c.pid)
+        proc = c.proc
+        assert proc is not None
 
         async def watch() -> None:
-            await c.proc.wait()
-            await self._after_exit(c, c.proc.exit_code())
+            await proc.wait()
+            await self._after_exit(c, proc.exit_code())
         c.cleanup = asyncio.create_task(watch(), name=f"container {c.status.name}")
 
-    async def _after_exit(self, c: _Ctr, code: int) -> None:
-        oom = code == 137 and cgroups.oom_kills(c.cgroup) > 0
+    async def _after_exit(self, c: _Ctr, code: int | None,
+                          lost_message: str = LOST_STATUS_MESSAGE) -> None:
+        """The container's processes are gone (`code` None: how it ended is unknown, said
+        by `lost_message`): drain its output, read its termination message, remove it,
+        report it exited."""
+        oom = code in (137, None) and cgroups.oom_kills(c.cgroup) > 0
         if c.pumps:
             await asyncio.wait(c.pumps, timeout=PUMP_DRAIN_SECONDS)
         message = ""
@@ -620,7 +884,7 @@ class OCIRuntime(Runtime):
         except OSError:
             pass
         if not message and (c.spec.get("terminationMessagePolicy") ==
-                            "FallbackToLogsOnError") and code != 0:
+                            "FallbackToLogsOnError") and code not in (0, None):
             message = crilog.read_output(self.log_path(c.pod_uid, c.status.name,
                                                        c.status.restart_count))[-2048:]
         await self._runc("delete", "--force", c.id, check=False)
@@ -630,8 +894,12 @@ class OCIRuntime(Runtime):
             c.stdin.close()
         if c.terminal is not None:
             c.terminal.release()
-        self._exited(c, code, "OOMKilled" if oom else ("Completed" if code == 0 else "Error"),
-                     message)
+        if code is None:
+            code, reason = LOST_STATUS_EXIT_CODE, LOST_STATUS_REASON
+            message = message or lost_message
+        else:
+            reason = "Completed" if code == 0 else "Error"
+        self._exited(c, code, "OOMKilled" if oom else reason, message)
         if self.on_exit is not None:
             try:
                 self.on_exit(c.pod_uid)
@@ -676,9 +944,14 @@ class OCIRuntime(Runtime):
         self._pod_fields.pop(pod_uid, None)
         sb = self._sandboxes.pop(pod_uid, None)
         if sb is not None:
-            if sb.network_up and self.network is not None:
+            if sb.network_up:
                 try:
-                    await self.network.teardown(pod_uid, sb.netns)
+                    if self.network is not None:
+                        await self.network.teardown(pod_uid, sb.netns)
+                    else:   # adopted, no pod CIDR yet: DEL with the cached config
+                        await PodNetwork.cleanup_leftovers(
+                            self.data_dir / "cni",
+                            keep=[u for u, o in self._sandboxes.items() if o.network_up])
                 except Exception as e:
                     log.warning("pod %s: CNI DEL: %s", pod_uid, e)
             await delete_pod_namespaces(self.sandbox_root, pod_uid)

@@ -224,3 +224,29 @@ async def test_shared_root_is_made_private(tmp_path: Path) -> None:
         run("umount", "-R", "-l", str(peer), check=False)
         run("umount", "-R", "-l", str(top), check=False)
     assert mounts_under(tmp_path) == []
+
+
+async def test_private_root_of_a_killed_process_is_undone(tmp_path: Path) -> None:
+    """The root's bind mount made by an earlier process (killed with SIGKILL: this module's
+    memory of it gone) is recognised by its mark, kept while sandboxes are adopted and
+    undone by delete_all."""
+    top = tmp_path / "top"
+    top.mkdir()
+    run("mount", "-t", "tmpfs", "-o", "size=1m", "pyk8s-test", str(top))
+    try:
+        run("mount", "--make-shared", str(top))
+        root = top / "sandboxes"
+        sid = uuid.uuid4().hex
+        await create_pod_namespaces(root, sid, "p")
+        assert (root / namespaces.BIND_MARK).exists()
+        namespaces._private_roots.clear()              # the next process starts
+        await create_pod_namespaces(root, uuid.uuid4().hex, "q")
+        stacked = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                   if line.split()[4] == str(root)]
+        assert len(stacked) == 1, stacked                # not bound a second time
+        namespaces._private_roots.clear()
+        await delete_all(root)
+        assert mounts_under(root) == [] and not (root / namespaces.BIND_MARK).exists()
+    finally:
+        run("umount", "-R", "-l", str(top), check=False)
+    assert mounts_under(tmp_path) == []
