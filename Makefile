@@ -7,7 +7,7 @@ PORT ?= 6443
 # Parallel test workers (pytest-xdist); CI has 2 cores.
 TEST_WORKERS ?= 4
 
-.PHONY: up down test venv dev-venv system-deps bench bench-controllers bench-scheduler bench-pods bench-proxy clean
+.PHONY: up down test venv dev-venv system-deps bench bench-controllers bench-scheduler bench-pods bench-proxy bench-network clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,11 +26,12 @@ dev-venv: $(VENV)/.dev-installed
 # System packages the suite drives: real kubectl is expected at /usr/bin/kubectl, etcd
 # (Debian's etcd-server) for the etcd storage backend's tests, and for real containers
 # (the oci runtime): runc, crun, the CNI plugins, busybox-static (test images),
-# docker-registry and skopeo (a local registry to pull from), iptables.
+# docker-registry and skopeo (a local registry to pull from), iptables, ipset (network
+# policies); iperf3 for bench/network.py.
 SYSTEM_PACKAGES := kubectl:kubectl etcd:etcd-server runc:runc crun:crun \
 	/usr/lib/cni/bridge:containernetworking-plugins busybox:busybox-static \
 	docker-registry:docker-registry skopeo:skopeo iptables:iptables ip:iproute2 \
-	zstd:zstd
+	zstd:zstd ipset:ipset iperf3:iperf3
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -94,6 +95,11 @@ bench-pods: dev-venv
 # cluster IP (root, runc, CNI plugins, docker-registry, iptables).
 bench-proxy: dev-venv
 	$(VPY) bench/proxy.py
+
+# The pod network: throughput and latency between pods on one host, across hosts through
+# the VXLAN overlay, host to host, through a cluster IP (root, runc, CNI plugins, iperf3).
+bench-network: dev-venv
+	$(VPY) bench/network.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

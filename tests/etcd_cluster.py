@@ -56,8 +56,10 @@ def _free_ports(n: int) -> list[int]:
 
 
 class EtcdMember:
-    def __init__(self, name: str, data_dir: Path, client_port: int, peer_port: int) -> None:
+    def __init__(self, name: str, data_dir: Path, client_port: int, peer_port: int,
+                 host: str = "127.0.0.1") -> None:
         self.name = name
+        self.host = host
         self.data_dir = data_dir
         self.client_port = client_port
         self.peer_port = peer_port
@@ -68,11 +70,11 @@ class EtcdMember:
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"http://{self.host}:{self.peer_port}"
 
     @property
     def pid(self) -> int | None:
@@ -176,15 +178,16 @@ class EtcdMember:
 
 
 class EtcdCluster:
-    """`size` members on loopback; `endpoints` is the comma-separated client URL list."""
+    """`size` members on loopback (or on `host`, an address of the test's, e.g. a NetHosts
+    gateway); `endpoints` is the comma-separated client URL list."""
 
-    def __init__(self, size: int = 1, *, tmpfs: bool = True) -> None:
+    def __init__(self, size: int = 1, *, tmpfs: bool = True, host: str = "127.0.0.1") -> None:
         base = "/dev/shm" if tmpfs and os.path.isdir("/dev/shm") else None
         self.dir = Path(tempfile.mkdtemp(prefix="pyk8s-etcd-", dir=base))
         ports = _free_ports(2 * size)
         token = self.dir.name
         self.members = [EtcdMember(f"m{i}", self.dir / f"m{i}.etcd", ports[2 * i],
-                                   ports[2 * i + 1]) for i in range(size)]
+                                   ports[2 * i + 1], host) for i in range(size)]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         for m in self.members:
             m.initial_cluster = initial

@@ -7,8 +7,10 @@ not going to be started again (a restarted node cleans up after itself).
 2. The node's leftovers go: the process runtime's container processes (the sessions it
    recorded; this needs no root), runc containers (and so their processes), rootfs mounts,
    pod network namespaces, CNI attachments (IPs, veths) and the pod bridge, pod cgroups,
-   and the service proxy's iptables chains. The bridge and the node name come from the
-   host claims the node held (/run/pyk8s) and from its client certificate.
+   the service proxy's iptables chains and the network policy's chains and ipsets, the pod
+   network overlay's VXLAN device and chains. The bridge, the overlay's VNI and the node
+   name come from the host claims the node held (/run/pyk8s) and from its client
+   certificate.
 """
 from __future__ import annotations
 
@@ -118,8 +120,14 @@ async def clean_node(node_dir: Path) -> None:
         await OCIRuntime(node_dir, node).remove_leftovers()
     await PodNetwork.cleanup_leftovers(node_dir / "cni", bridges=bridges)
     if iptables_available():
+        from pyk8s.netpol.iptables import PolicyFirewall, ipset_available
+        from pyk8s.netpol.rules import chain_prefix
         for bridge in bridges:
             await IptablesProxier(node or "node", default_chain_prefix(bridge)).cleanup()
+            if ipset_available():   # network-policy chains and ipsets
+                await PolicyFirewall(chain_prefix(default_chain_prefix(bridge))).cleanup()
+    from pyk8s.kubelet.network.overlay import remove_leftovers as remove_overlay
+    await remove_overlay(str(node_dir.resolve()))
     from pyk8s.kubelet.network.hostclaims import remove_stale
     remove_stale(str(node_dir.resolve()))
 

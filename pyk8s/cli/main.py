@@ -106,6 +106,12 @@ def _add_server_args(p: argparse.ArgumentParser, up: bool = False) -> None:
     p.add_argument("--storage", choices=["sqlite", "memory", "etcd"], default="sqlite")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379",
                    help="with --storage etcd: comma-separated etcd client URLs")
+    p.add_argument("--token", default=None,
+                   help="with --storage etcd: the cluster token (k3s's): the first server "
+                        "stores the CA, keys and tokens in etcd sealed with it, servers "
+                        "given it join them (default: DATA_DIR/server-token, made by a "
+                        "first server; docs/ha.md)")
+    p.add_argument("--token-file", default=None, help="read the cluster token from this file")
     p.add_argument("--encryption-provider-config", default="",
                    help="file with an EncryptionConfiguration: how resources are encrypted "
                         "at rest (aescbc, aesgcm, secretbox, identity)")
@@ -336,12 +342,30 @@ def kubelet_client_tls(args: argparse.Namespace, config: ServerConfig, data_dir:
         config.kubelet_client_certificate, config.kubelet_client_key = str(crt), str(key)
 
 
+def leader_identity(data_dir: Path) -> str:
+    """`up`'s leader election identity (controller manager and scheduler): stable, so a
+    restarted `up` takes its own Leases back at once, and distinct for every data dir, so
+    the servers of an HA cluster sharing a host name (containers, tests) do not all think
+    they hold the Leases: `<hostname>_<8 hex of the data dir>_pyk8s-up`."""
+    import hashlib
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}_{digest}_pyk8s-up"
+
+
 async def run_server(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     storage = await open_storage(args.storage, str(data_dir), etcd_servers=args.etcd_servers,
                                  wait=60.0)
+    if args.storage == "etcd" and not args.insecure_http:  # several servers, one cluster
+        from pyk8s.apiserver.bootstrapdata import (BootstrapError, given_token,
+                                                   share_bootstrap_data)
+        try:
+            await share_bootstrap_data(storage, data_dir,
+                                       given_token(data_dir, args.token, args.token_file))
+        except BootstrapError as e:
+            raise SystemExit(f"pyk8s: {e}") from None
     if args.encryption is not None:  # loaded by main() from --encryption-provider-config
         storage = args.encryption.wrap(storage)
     host = args.bind if args.bind not in ("0.0.0.0", "::") else "127.0.0.1"
@@ -430,8 +454,7 @@ async def run_server(args: argparse.Namespace) -> None:
         if creds is not None:
             from pyk8s.cli.identities import ensure_control_plane_kubeconfigs
             cm_kubeconfig, sched_kubeconfig = ensure_control_plane_kubeconfigs(data_dir, url)
-        # A stable identity: a restarted `up` takes its own lease back at once.
-        identity = f"{socket.gethostname()}_pyk8s-up"
+        identity = leader_identity(data_dir)
         cm_options = controller_options(args, identity)
         if creds is None:
             cm_options.use_service_account_credentials = False  # no tokens without TLS
@@ -445,7 +468,11 @@ async def run_server(args: argparse.Namespace) -> None:
             from pyk8s.scheduler.scheduler import SchedulerOptions, run_scheduler
             scheduler = asyncio.create_task(run_scheduler(
                 str(sched_kubeconfig), stop,
-                SchedulerOptions(identity=f"{socket.gethostname()}_pyk8s-up")), name="scheduler")
+                SchedulerOptions(identity=identity, leader_elect=bool(args.leader_elect),
+                                 lease_duration=args.leader_elect_lease_duration,
+                                 renew_deadline=args.leader_elect_renew_deadline,
+                                 retry_period=args.leader_elect_retry_period)),
+                name="scheduler")
     local_node: asyncio.Task[None] | None = None
     if getattr(args, "command", None) == "up" and not getattr(args, "disable_agent", True):
         from pyk8s.kubelet.agent import run_local_node

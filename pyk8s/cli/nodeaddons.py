@@ -7,7 +7,9 @@ we run both in the node's process, talking to the API server like any component)
 - DNS (oci runtime, unless --disable-dns): listens on the node's pod-bridge gateway
   (the first address of its podCIDR), port 53, publishes itself as the node's endpoint of
   `kube-system/kube-dns` (internalTrafficPolicy Local: pods reach their own node's DNS
-  through the cluster IP), and ensures that Service with the --cluster-dns IP.
+  through the cluster IP), and ensures that Service with the --cluster-dns IP;
+- NetworkPolicy enforcement (oci runtime, unless --disable-network-policy; pyk8s/netpol/),
+  with the proxy's identity, chains named after the proxy's prefix (KUBE → KUBENP-…).
 """
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ def add_node_addon_args(p: argparse.ArgumentParser) -> None:
                    help="userspace mode: a dummy link to add the cluster IPs to (root)")
     g.add_argument("--disable-dns", action="store_true",
                    help="do not run the cluster DNS server on this node")
+    g.add_argument("--disable-network-policy", action="store_true",
+                   help="do not enforce NetworkPolicies on this node (enforced with the oci "
+                        "runtime)")
 
 
 def dns_service_ip(service_range: str = DEFAULT_SERVICE_RANGE) -> str:
@@ -70,8 +75,9 @@ async def _node_pod_cidr(client: RESTClient, node: str, stop: asyncio.Event) -> 
 async def run_node_addons(client: RESTClient, node_name: str, runtime: str,
                           args: argparse.Namespace, stop: asyncio.Event,
                           pki_dir: Path | None = None) -> None:
-    """The proxy and DNS of node `node_name` until `stop`, each with its own identity
-    (pyk8s/cli/addonidentity.py), asked for by the node (`client`) and kept in `pki_dir`."""
+    """The proxy, network-policy enforcement and DNS of node `node_name` until `stop`,
+    with the add-on identities (pyk8s/cli/addonidentity.py: the proxy's also serves network
+    policy) the node (`client`) asks for and keeps in `pki_dir`."""
     from pyk8s.cli.addonidentity import DNS, PROXY, AddonIdentity, addon_identity
     tasks: list[asyncio.Task[None]] = []
     identities: list[AddonIdentity] = []
@@ -85,18 +91,28 @@ async def run_node_addons(client: RESTClient, node_name: str, runtime: str,
 
     mode = proxy_mode(getattr(args, "proxy_mode", "auto"), runtime)
     run_dns_server = runtime == "oci" and not getattr(args, "disable_dns", False)
+    run_netpol = runtime == "oci" and not getattr(args, "disable_network_policy", False)
+    from pyk8s.proxy.component import default_chain_prefix
+    bridge = getattr(args, "cni_bridge", "cni0") or "cni0"
+    chain_prefix = getattr(args, "proxy_chain_prefix", "") or default_chain_prefix(bridge)
     try:
-        if mode != "none":
-            from pyk8s.proxy.component import ProxyOptions, default_chain_prefix, run_proxy
-            bridge = getattr(args, "cni_bridge", "cni0") or "cni0"
+        proxy_client = None
+        if mode != "none" or run_netpol:
+            proxy_client = await until_stopped(identity("kube-proxy-client", PROXY), stop)
+        if mode != "none" and proxy_client is not None:
+            from pyk8s.proxy.component import ProxyOptions, run_proxy
             cidr = getattr(args, "cluster_cidr", "") or ""
-            o = ProxyOptions(node_name=node_name, mode=mode,
-                             chain_prefix=args.proxy_chain_prefix or default_chain_prefix(bridge),
+            o = ProxyOptions(node_name=node_name, mode=mode, chain_prefix=chain_prefix,
                              cluster_cidrs=[c.strip() for c in cidr.split(",") if c.strip()],
                              vip_interface=getattr(args, "proxy_vip_interface", ""))
-            proxy_client = await until_stopped(identity("kube-proxy-client", PROXY), stop)
-            if proxy_client is not None:
-                tasks.append(asyncio.create_task(run_proxy(proxy_client, stop, o), name="proxy"))
+            tasks.append(asyncio.create_task(run_proxy(proxy_client, stop, o), name="proxy"))
+        if run_netpol and proxy_client is not None:
+            from pyk8s.netpol.controller import NetworkPolicyOptions, run_network_policy
+            from pyk8s.netpol.rules import chain_prefix as netpol_prefix
+            np = NetworkPolicyOptions(node_name=node_name,
+                                      chain_prefix=netpol_prefix(chain_prefix))
+            tasks.append(asyncio.create_task(run_network_policy(proxy_client, stop, np),
+                                             name="network-policy"))
         if run_dns_server:
             dns_client = await until_stopped(identity("kube-dns-client", DNS), stop)
             if dns_client is not None:

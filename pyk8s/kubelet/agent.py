@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
+from pyk8s.client.loadbalancer import LoadBalancer
 from pyk8s.client.rest import ClientConfig, RESTClient
 from pyk8s.kubelet.bootstrap import BootstrapError, NodeCredentials, NodeIdentity
 from pyk8s.kubelet.certmanager import CSRWatcher
@@ -47,7 +48,9 @@ def add_agent_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("agent", help="run a node agent (kubelet) joined to a cluster")
     p.add_argument("--server", default=None,
                    help="API server URL, e.g. https://127.0.0.1:6443 (default: the "
-                        "--bootstrap-kubeconfig's or --kubeconfig's)")
+                        "--bootstrap-kubeconfig's or --kubeconfig's); several, comma-"
+                        "separated: the node's clients go through a local load balancer "
+                        "that fails over between them (k3s's; docs/ha.md)")
     p.add_argument("--token", default=os.environ.get("PYK8S_TOKEN"),
                    help="bootstrap credentials: the cluster's node token (its DIR/node-token)")
     p.add_argument("--token-file", default=None, help="read the node token from this file")
@@ -84,13 +87,20 @@ def add_agent_parser(sub: Any) -> argparse.ArgumentParser:
                    help="with --count: seconds between two hollow nodes' start-up, so "
                         "registration does not stampede the API server")
     p.add_argument("--node-ip", default="",
-                   help="the node's InternalIP, where the API server reaches its kubelet "
-                        "(default: the host's primary address — the default route's)")
+                   help="the node's InternalIP, where the API server reaches its kubelet, "
+                        "and (oci) the address of the pod network overlay's interface "
+                        "(default: --flannel-iface's address, else the host's primary "
+                        "address — the default route's); a loopback address is refused "
+                        "when the API server is on another host")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node")
     p.add_argument("--runtime", default="fake",
                    help="fake (hollow containers), process (host processes, no images) or "
                         "oci (containers from images with runc / crun; root)")
     p.add_argument("--pod-cidr", default=None, help="default: a per-node /24 in 10.244.0.0/16")
+    p.add_argument("--cluster-cidr", default="10.42.0.0/16",
+                   help="oci: the cluster's pod CIDR range, as the server's --cluster-cidr "
+                        "(k3s agents learn it from the server): traffic leaving it is "
+                        "masqueraded, and the overlay's default VNI derives from it")
     p.add_argument("--fake-cpu", type=int, default=None, help="report this many CPUs")
     p.add_argument("--fake-memory", default=None, help="report this much memory (e.g. 8Gi)")
     p.add_argument("--max-pods", type=int, default=110)
@@ -144,6 +154,18 @@ def add_container_runtime_args(p: Any) -> None:
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--resolv-conf", default="/etc/resolv.conf",
                    help="the resolver configuration dnsPolicy Default pods get")
+    p.add_argument("--flannel-backend", choices=["vxlan", "none"], default="vxlan",
+                   help="oci: the pod network between nodes (k3s's flag): vxlan, flannel's "
+                        "VXLAN overlay; none, pods reach only their own node's pods (the "
+                        "bridge masquerades what leaves the node)")
+    p.add_argument("--flannel-iface", default="",
+                   help="oci: the interface the overlay uses (default: the node IP's)")
+    p.add_argument("--flannel-vni", type=int, default=None,
+                   help="oci: the overlay's VXLAN network identifier, the same on every node "
+                        "(default: 1 with --cluster-cidr 10.42.0.0/16, else derived from the "
+                        "cluster CIDR, so that clusters sharing a host differ)")
+    p.add_argument("--flannel-port", type=int, default=8472,
+                   help="oci: the overlay's UDP port, the same on every node")
 
 
 def apply_container_runtime_args(opts: KubeletOptions, args: argparse.Namespace) -> None:
@@ -155,14 +177,72 @@ def apply_container_runtime_args(opts: KubeletOptions, args: argparse.Namespace)
     opts.image_minimum_gc_age = args.image_minimum_gc_age
 
 
-def oci_options(args: argparse.Namespace, node_name: str) -> dict[str, Any]:
+def oci_options(args: argparse.Namespace, node_name: str, node_ip: str = "") -> dict[str, Any]:
+    """The oci runtime's options; with `node_ip` and --flannel-backend vxlan, its overlay
+    (on --cluster-cidr: `up`'s, or the agent's own flag)."""
     return {"node_name": node_name,
             "insecure_registries": tuple(args.insecure_registry or ()),
             "cni_bridge": args.cni_bridge,
             "cluster_dns": tuple(x.strip() for x in (args.cluster_dns or "").split(",")
                                  if x.strip()),
             "cluster_domain": args.cluster_domain, "resolv_conf": args.resolv_conf,
-            "pod_max_pids": args.pod_max_pids}
+            "pod_max_pids": args.pod_max_pids, "overlay": node_overlay(args, node_ip)}
+
+
+def node_overlay(args: argparse.Namespace, node_ip: str) -> Any:
+    """The node's VXLAN overlay (pyk8s/kubelet/network/overlay.py), or None without a node
+    IP or with --flannel-backend none."""
+    if not node_ip or args.flannel_backend == "none":
+        return None
+    from pyk8s.kubelet.network.overlay import (DEFAULT_CLUSTER_CIDR, Overlay, OverlayError,
+                                               overlay_config)
+    try:
+        return Overlay(overlay_config(getattr(args, "cluster_cidr", "") or DEFAULT_CLUSTER_CIDR,
+                                      node_ip, args.flannel_iface, args.flannel_vni,
+                                      args.flannel_port))
+    except OverlayError as e:
+        raise SystemExit(f"pyk8s: the pod network overlay: {e}") from None
+
+
+def agent_node_ip(args: argparse.Namespace) -> str:
+    """--node-ip; else --flannel-iface's address (k3s); else the host's primary address."""
+    from pyk8s.hostaddress import primary_address
+    if args.node_ip:
+        return str(args.node_ip)
+    if args.flannel_iface:
+        from pyk8s.kubelet.network.overlay import interface_address
+        addr = interface_address(args.flannel_iface)
+        if not addr:
+            raise SystemExit(f"pyk8s agent: --flannel-iface {args.flannel_iface}: no such "
+                             "interface, or it has no IPv4 address")
+        return addr
+    return primary_address()
+
+
+def check_node_ip(node_ip: str, server: str) -> None:
+    """Refuse a loopback node IP when the API server is on another host: neither it (logs,
+    exec, port-forward) nor the other nodes (the overlay) could reach this node."""
+    import urllib.parse
+    try:
+        loopback = ipaddress.ip_address(node_ip).is_loopback
+    except ValueError:
+        raise SystemExit(f"pyk8s agent: --node-ip {node_ip!r} is not an IP address") from None
+    if not server or not loopback:
+        return
+    from pyk8s.kubelet.network.overlay import is_local_address
+    for url in server.split(","):
+        host = urllib.parse.urlsplit(url.strip()).hostname or ""
+        try:
+            addrs = {str(i[4][0]) for i in socket.getaddrinfo(host, None, socket.AF_INET)}
+        except OSError:
+            continue
+        if addrs and not any(ipaddress.ip_address(a).is_loopback or is_local_address(a)
+                             for a in addrs):
+            raise SystemExit(
+                f"pyk8s agent: the node IP {node_ip} is a loopback address, but the API "
+                f"server {url.strip()} is on another host: neither it nor the other nodes "
+                "could reach this node. Give the node's address with --node-ip (or the "
+                "interface with --flannel-iface)")
 
 
 def _labels(s: str) -> dict[str, str]:
@@ -195,6 +275,46 @@ async def _with_addons(addons: NodeAddons | None, client: RESTClient, name: str,
                 pass
             except Exception:
                 log.exception("node addons failed")
+
+
+async def _with_overlay(runtime: Runtime, client: RESTClient, name: str, stop: asyncio.Event,
+                        main: Awaitable[None], pki_dir: Path) -> None:
+    """Run `main` (the kubelet) and the runtime's pod network overlay, if it has one,
+    until `stop` (set when `main` ends, so the overlay stops too; the runtime's shutdown
+    removes its device and chains). The overlay watches every Node as the node's service
+    proxy identity, system:kube-proxy (k3s's flannel runs with a controller identity of
+    its own): the Node authorizer lets a node read only its own Node."""
+    overlay = getattr(runtime, "overlay", None)
+    if overlay is None:
+        await main
+        return
+
+    async def run_overlay() -> None:
+        from pyk8s.cli.addonidentity import PROXY, addon_identity
+        ident = await until_stopped(addon_identity(
+            client, pki_dir, "overlay-client", PROXY, user_agent=f"pyk8s-overlay/{name}"),
+            stop)
+        if ident is None:
+            return
+        rotation = asyncio.create_task(ident.run(stop), name="overlay-certificate")
+        try:
+            await overlay.run(client, name, stop, nodes_client=ident.client)
+        finally:
+            rotation.cancel()
+            await asyncio.gather(rotation, return_exceptions=True)
+            await ident.close()
+
+    task = asyncio.create_task(run_overlay(), name="overlay")
+    try:
+        await main
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 30)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("the pod network overlay failed")
 
 
 def bootstrap_config(args: argparse.Namespace) -> ClientConfig | None:
@@ -250,6 +370,54 @@ async def until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
 
 
 async def run_agent(args: argparse.Namespace, addons: NodeAddons | None = None) -> None:
+    """`pyk8s agent` until SIGINT / SIGTERM; with several --server URLs behind a local
+    load balancer (pyk8s/client/loadbalancer.py)."""
+    args.node_ip = agent_node_ip(args)
+    check_node_ip(args.node_ip, args.server or "")   # the servers, not the balancer
+    lb = await start_load_balancer(args)
+    try:
+        await _run_agent(args, addons)
+    finally:
+        if lb is not None:
+            await lb.close()
+
+
+async def start_load_balancer(args: argparse.Namespace) -> LoadBalancer | None:
+    """With several --server URLs: the load balancer over them, started; `args.server`
+    becomes its local URL, which the node's kubeconfig of an earlier run is pointed at too
+    (its port changes from run to run). None for one server."""
+    if not args.server or "," not in args.server:
+        return None
+    ca = Path(args.certificate_authority).read_bytes() if args.certificate_authority else None
+    try:
+        lb = LoadBalancer(args.server.split(","), ca_data=ca)
+    except ValueError as e:
+        raise SystemExit(f"pyk8s agent: --server: {e}") from None
+    await lb.start()
+    args.server = lb.url
+    kubeconfig = Path(args.kubeconfig).resolve() if args.kubeconfig \
+        else Path(args.data_dir).resolve() / "kubelet.kubeconfig"
+    _point_kubeconfig_at(kubeconfig, lb.url)
+    return lb
+
+
+def _point_kubeconfig_at(path: Path, server: str) -> None:
+    """Set every cluster's server in the kubeconfig at `path` (if any) to `server`."""
+    import yaml
+
+    from pyk8s.kubelet.certificates import write_private
+    if not path.exists():
+        return
+    cfg = yaml.safe_load(path.read_text()) or {}
+    clusters = [c.get("cluster") or {} for c in cfg.get("clusters") or []]
+    if all(c.get("server") == server for c in clusters):
+        return
+    for c in clusters:
+        c["server"] = server
+    write_private(path, yaml.safe_dump(cfg, sort_keys=False).encode())
+
+
+async def _run_agent(args: argparse.Namespace, addons: NodeAddons | None) -> None:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     if args.count < 1:
@@ -257,8 +425,10 @@ async def run_agent(args: argparse.Namespace, addons: NodeAddons | None = None) 
     if args.count > 1 and args.runtime != "fake":
         raise SystemExit("pyk8s agent: --count > 1 needs --runtime fake (hollow nodes)")
     name = (args.node_name or socket.gethostname()).lower()
+    node_ip = agent_node_ip(args)
     try:
-        runtime = make_runtime(args.runtime, str(data_dir), oci_options(args, name))
+        runtime = make_runtime(args.runtime, str(data_dir), oci_options(
+            args, name, node_ip if args.runtime == "oci" else ""))
     except NotImplementedRuntime as e:
         raise SystemExit(f"pyk8s agent: {e}") from None
     creds = node_credentials(args, data_dir)
@@ -266,8 +436,7 @@ async def run_agent(args: argparse.Namespace, addons: NodeAddons | None = None) 
         cpu=args.fake_cpu or os.cpu_count() or 1,
         memory_bytes=_memory(args.fake_memory) if args.fake_memory else read_meminfo_bytes(),
         ephemeral_bytes=filesystem_bytes(str(data_dir)), pods=args.max_pods)
-    from pyk8s.hostaddress import primary_address
-    node = NodeConfig(name=name, node_ip=args.node_ip or primary_address(), resources=resources,
+    node = NodeConfig(name=name, node_ip=node_ip, resources=resources,
                       runtime_version=runtime.version(), labels=_labels(args.node_labels))
     if args.runtime != "fake":
         node.os_image = host_os_image()
@@ -321,7 +490,9 @@ async def run_node(identity: NodeIdentity, runtime: Runtime, opts: KubeletOption
         node.kubelet_port = await kserver.start()
         rotation = asyncio.create_task(identity.run(stop), name="client-certificate")
         try:
-            await _with_addons(addons, client, node.name, stop, kubelet.run(stop))
+            await _with_addons(addons, client, node.name, stop,
+                               _with_overlay(runtime, client, node.name, stop, kubelet.run(stop),
+                                             Path(opts.data_dir) / "pki"))
         finally:
             rotation.cancel()
             await asyncio.gather(rotation, return_exceptions=True)
@@ -413,8 +584,8 @@ async def run_local_node(server: str, token: str, ca_file: Path | None, data_dir
     (DATA_DIR/agent/kubelet.kubeconfig); its containers stop with it."""
     data_dir.mkdir(parents=True, exist_ok=True)
     name = (node_name or socket.gethostname()).lower()
-    runtime = make_runtime(runtime_name, str(data_dir),
-                           oci_options(runtime_args, name) if runtime_args else None)
+    runtime = make_runtime(runtime_name, str(data_dir), oci_options(
+        runtime_args, name, node_ip if runtime_name == "oci" else "") if runtime_args else None)
     resources = NodeResources(cpu=os.cpu_count() or 1, memory_bytes=read_meminfo_bytes(),
                               ephemeral_bytes=filesystem_bytes(str(data_dir)), pods=110)
     ca = ca_file.read_bytes() if ca_file is not None else None

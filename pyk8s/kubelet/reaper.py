@@ -157,3 +157,45 @@ class AdoptedProcess:
     def exit_code(self) -> None:
         """Unknown: whoever reaps the process (init) gets its status."""
         return None
+
+
+def _children() -> list[int]:
+    """This process's children (every thread's: an orphan is re-parented to one of them)."""
+    out: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            out += [int(p) for p in Path(f"/proc/self/task/{tid}/children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _zombie_in_child_pid_ns(pid: int) -> bool:
+    """A zombie whose pid namespace is nested in ours (a container's process)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return fields.get("State", "").strip().startswith("Z") and \
+        len(fields.get("NSpid", "").split()) > 1
+
+
+def reap_orphans(tracked: set[int]) -> list[int]:
+    """Reap the container processes re-parented to us that nobody waits for: a process
+    `runc exec` started, whose runc went away (its session's client died), ends as our
+    zombie. Besides the leak, the container's init cannot finish exiting while any
+    process of its pid namespace is unreaped (the kernel's zap_pid_ns_processes waits for
+    them), so a SIGKILLed container would never be seen gone. `tracked`: pids a
+    ReapedProcess waits for (left to it). Our own direct children (runc, …: our pid
+    namespace) are left to whoever spawned them. The pids reaped."""
+    reaped = []
+    for pid in _children():
+        if pid in tracked or not _zombie_in_child_pid_ns(pid):
+            continue
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                reaped.append(pid)
+        except ChildProcessError:
+            pass
+    return reaped

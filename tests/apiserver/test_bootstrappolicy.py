@@ -211,7 +211,8 @@ def test_pyk8s_bindings_let_bootstrap_tokens_join_nodes() -> None:
         "pyk8s:node-addon-approver": (
             "system:certificates.k8s.io:kube-apiserver-client-approver",
             ["certificate-controller"]),
-        "pyk8s:cluster-dns": ("pyk8s:cluster-dns", ["kube-dns"])}
+        "pyk8s:cluster-dns": ("pyk8s:cluster-dns", ["kube-dns"]),
+        "system:pyk8s:network-policy": ("system:pyk8s:network-policy", ["system:kube-proxy"])}
     assert set(bindings) <= {b["metadata"]["name"]
                              for b in bp.bootstrap_policy().cluster_role_bindings}
 

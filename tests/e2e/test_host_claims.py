@@ -3,6 +3,7 @@ change, a pod bridge another cluster's node holds, and reports a pod CIDR anothe
 the host holds as its network not being ready; a claim dies with its holder (kill -9)."""
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyk8s.kubelet.network.hostclaims import remove_stale
+from pyk8s.kubelet.network.overlay import remove_leftovers as remove_overlay_leftovers
 from pyk8s.kubelet.runtimes.oci import oci_available
 from tests.conftest import ServerProcess, needs, needs_root, wait_for
 
@@ -25,8 +27,10 @@ def _up(d: Path, node: str, bridge: str, cidr: str) -> ServerProcess:
 
 
 def _ready_condition(up: ServerProcess, node: str) -> dict[str, str]:
+    """The node's Ready condition ({} while the Node, just registered, has none)."""
     n = up.kubectl_json("get", "node", node)
-    return next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
+    return next((c for c in (n.get("status") or {}).get("conditions") or []
+                 if c["type"] == "Ready"), {})
 
 
 def test_a_second_cluster_on_the_same_bridge_or_pod_cidr_is_refused(tmp_path: Path) -> None:
@@ -34,7 +38,7 @@ def test_a_second_cluster_on_the_same_bridge_or_pod_cidr_is_refused(tmp_path: Pa
     cidr = f"10.{random.randint(100, 250)}.0.0/16"
     a = _up(tmp_path / "a", "claims-a", bridge, cidr).start(timeout=40)
     try:
-        wait_for("node a Ready", lambda: _ready_condition(a, "claims-a")["status"] == "True",
+        wait_for("node a Ready", lambda: _ready_condition(a, "claims-a").get("status") == "True",
                  timeout=30)
         # the same bridge: `up` stops at once, saying which flags pick another
         b = _up(tmp_path / "b", "claims-b", bridge, f"10.{random.randint(100, 250)}.0.0/16")
@@ -55,7 +59,7 @@ def test_a_second_cluster_on_the_same_bridge_or_pod_cidr_is_refused(tmp_path: Pa
         try:
             def reported() -> bool:
                 cond = _ready_condition(c, "claims-c")
-                return cond["status"] == "False" and "is in use by another pyk8s node" in \
+                return cond.get("status") == "False" and "is in use by another pyk8s node" in \
                     cond.get("message", "") and "--cluster-cidr" in cond.get("message", "")
             wait_for("node c reports the taken pod CIDR", reported, timeout=30)
         finally:
@@ -66,8 +70,10 @@ def test_a_second_cluster_on_the_same_bridge_or_pod_cidr_is_refused(tmp_path: Pa
     d = _up(tmp_path / "a", "claims-a", bridge, cidr).start(timeout=40)
     try:
         wait_for("node a Ready again",
-                 lambda: _ready_condition(d, "claims-a")["status"] == "True", timeout=40)
+                 lambda: _ready_condition(d, "claims-a").get("status") == "True", timeout=40)
     finally:
         d.stop()
-        # what a's kill -9 left and d did not take over (the host claims' files)
+        # what a's kill -9 left and d did not take over (its overlay device and chains,
+        # the host claims' files)
+        asyncio.run(remove_overlay_leftovers(str((tmp_path / "a" / "agent").resolve())))
         remove_stale(str((tmp_path / "a" / "agent").resolve()))

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from pyk8s.netpol.rules import chain_prefix
 from pyk8s.proxy.component import default_chain_prefix
 from pyk8s.proxy.iptables import chains_in_save
 from tests.conftest import ServerProcess, needs_root, wait_for
@@ -78,8 +79,8 @@ def _node_state(agent: Path, bridge: str, stopped: bool = False,
     """What pods leave on a node once they are gone: pinned namespaces, veths on the
     bridge, host-local IP allocations, CNI cache entries, mounts (rootfs overlays,
     namespace files), runc containers, pod cgroups and pod directories; once the node has
-    `stopped`, also the bridge, any mount under its data dir and its proxy's iptables
-    chains."""
+    `stopped`, also the bridge, any mount under its data dir, its proxy's iptables
+    chains and its network policy's chains and ipsets."""
     out: list[str] = []
     out += [f"sandbox {p.name}" for p in _entries(agent / "sandboxes")]
     out += [f"veth {p.name}" for p in _entries(Path(f"/sys/class/net/{bridge}/brif"))]
@@ -99,10 +100,13 @@ def _node_state(agent: Path, bridge: str, stopped: bool = False,
     out += [f"runc {c}" for c in runc]
     out += [f"cgroup {p}" for p in _pod_cgroups(node)]
     out += [f"pod dir {p.name}" for p in _entries(agent / "pods")]
-    if stopped:   # the node's proxy: its iptables chains
+    if stopped:   # the node's proxy and network policy: iptables chains, ipsets
         save = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
         prefix = default_chain_prefix(bridge)
         out += [f"iptables chain {c}" for c in chains_in_save(save, prefix)]
+        out += [f"iptables chain {c}" for c in chains_in_save(save, chain_prefix(prefix))]
+        sets = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True).stdout
+        out += [f"ipset {s}" for s in sets.split() if s.startswith(chain_prefix(prefix) + "-")]
     return out
 
 
@@ -289,6 +293,32 @@ def test_kubectl_exec_it_shell(oci: Any) -> None:
     assert "shell" in text
     assert proc.returncode == 3, text
     up.kubectl("delete", "pod", "shell", "--wait=false")
+
+
+def test_pod_with_an_orphaned_exec_is_deleted(oci: Any) -> None:
+    """`kubectl exec -i` killed while its command runs: the exec'd process outlives its
+    `runc exec` and is re-parented to the node (the subreaper), which must reap it —
+    else the container's init, SIGKILLed, can never finish exiting (the kernel waits for
+    every process of the pid namespace) and the pod is never deleted."""
+    up, reg = oci
+    apply(up, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphaned"},
+               "spec": {**_pod_spec(reg.image("busybox"), containers=[{
+                   "name": "main", "image": reg.image("busybox"),
+                   "command": ["sleep", "3600"]}]), "terminationGracePeriodSeconds": 1}})
+    wait_for("Running", lambda: pod(up, "orphaned").get("status", {}).get("phase")
+             == "Running", timeout=60)
+    env = {**os.environ, "KUBECONFIG": str(up.kubeconfig)}
+    client = subprocess.Popen(["kubectl", "exec", "-i", "orphaned", "--", "sleep", "1000"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_for("the exec running", lambda: "sleep 1000" in up.kubectl(
+            "exec", "orphaned", "--", "ps").stdout, timeout=20)
+    finally:
+        client.kill()                                  # kill -9 of the client
+        client.wait(timeout=10)
+    up.kubectl("delete", "pod", "orphaned", "--timeout=30s")
+    assert not up.kubectl("get", "pod", "orphaned", "--ignore-not-found").stdout
 
 
 def test_wrong_image_err_image_pull_then_backoff(oci: Any) -> None:

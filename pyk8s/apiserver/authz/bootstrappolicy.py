@@ -65,6 +65,7 @@ BOOTSTRAPPERS_GROUP = "system:bootstrappers"
 KUBE_PROXY = "system:kube-proxy"
 KUBE_CONTROLLER_MANAGER = "system:kube-controller-manager"
 KUBE_SCHEDULER = "system:kube-scheduler"
+NETWORK_POLICY_ROLE = "system:pyk8s:network-policy"
 
 # Certificate signers (k8s.io/api/certificates/v1).
 KUBE_APISERVER_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
@@ -792,6 +793,7 @@ def pyk8s_bindings() -> list[Obj]:
             name="pyk8s:node-addon-approver"),
         cluster_role_binding("pyk8s:cluster-dns",
                              [service_account("kube-system", "kube-dns")]),
+        cluster_role_binding(NETWORK_POLICY_ROLE, [user(KUBE_PROXY)]),
     ]
 
 
@@ -799,10 +801,15 @@ def pyk8s_bindings() -> list[Obj]:
 def pyk8s_cluster_roles() -> list[Obj]:
     """pyk8s's cluster DNS server runs beside every kubelet as the kube-dns service
     account: it reads what CoreDNS's `system:coredns` role lets it read (Services,
-    EndpointSlices, Namespaces) — upstream's `system:kube-dns` predates EndpointSlices."""
+    EndpointSlices, Namespaces) — upstream's `system:kube-dns` predates EndpointSlices.
+    Network-policy enforcement runs beside every kubelet as `system:kube-proxy` (k3s runs
+    kube-router's policy controller in its agent): it reads policies, pods, namespaces."""
     return [cluster_role("pyk8s:cluster-dns", [
         rule(("list", "watch"), (LEGACY,), ("services", "namespaces", "endpoints")),
         rule(("list", "watch"), (DISCOVERY,), ("endpointslices",)),
+    ]), cluster_role(NETWORK_POLICY_ROLE, [
+        rule(("list", "watch"), (LEGACY,), ("pods", "namespaces")),
+        rule(("list", "watch"), (NETWORKING,), ("networkpolicies",)),
     ])]
 
 

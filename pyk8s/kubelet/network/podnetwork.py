@@ -1,8 +1,10 @@
-"""The node's pod network: a Linux bridge on the node's spec.podCIDR, as k3s-style
-"bridge" setups without flannel do — CNI `bridge` (gateway on the bridge, masquerade,
-hairpin, host-local IPAM with its allocations under our data dir) then `portmap` (hostPort,
-SNAT). Loopback is not a plugin here: namespaces.py brings `lo` up when it creates the
-netns.
+"""The node's pod network: a Linux bridge on the node's spec.podCIDR, as k3s's flannel
+CNI config does — CNI `bridge` (gateway on the bridge, hairpin, host-local IPAM with its
+allocations under our data dir) then `portmap` (hostPort, SNAT). Loopback is not a plugin
+here: namespaces.py brings `lo` up when it creates the netns. With the VXLAN overlay
+(overlay.py) the bridge's MTU is the overlay's and the bridge plugin does not masquerade
+(the overlay masquerades only what leaves the cluster CIDR); without it (a node with
+`--flannel-backend none`) the bridge plugin masquerades what leaves the node's pod CIDR.
 
     data_dir/ipam/<network>/<ip>      host-local allocations (one file per pod IP)
     data_dir/cache/results/...        the CNI result cache (cni.py)
@@ -17,6 +19,7 @@ import ipaddress
 import json
 import logging
 import os
+import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -66,9 +69,11 @@ def valid_link_name(name: str) -> bool:
 
 def default_conflist(pod_cidr: str | Sequence[str], bridge: str = "cni0",
                      ipam_data_dir: Path | str | None = None, mtu: int | None = None, *,
-                     cni_version: str = "1.0.0", name: str = NETWORK_NAME) -> Obj:
+                     cni_version: str = "1.0.0", name: str = NETWORK_NAME,
+                     ip_masq: bool = True) -> Obj:
     """bridge (+host-local) and portmap on `pod_cidr` (several, comma-separated, for dual
-    stack). `ipam_data_dir` None: host-local's default /var/lib/cni/networks."""
+    stack). `ipam_data_dir` None: host-local's default /var/lib/cni/networks. `ip_masq`:
+    the bridge plugin masquerades what leaves `pod_cidr` (off under the overlay)."""
     if not valid_link_name(bridge):
         raise ValueError(f"invalid bridge name {bridge!r}")
     nets = _cidrs(pod_cidr)
@@ -77,7 +82,7 @@ def default_conflist(pod_cidr: str | Sequence[str], bridge: str = "cni0",
                  "routes": [{"dst": "0.0.0.0/0" if n.version == 4 else "::/0"} for n in nets]}
     if ipam_data_dir is not None:
         ipam["dataDir"] = str(ipam_data_dir)
-    br: Obj = {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True,
+    br: Obj = {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": ip_masq,
                "hairpinMode": True, "ipam": ipam}
     if mtu:
         br["mtu"] = int(mtu)
@@ -129,14 +134,19 @@ async def _ip(*args: str) -> tuple[int, str]:
 
 
 def bridge_ports(bridge: str) -> list[str] | None:
-    """The interfaces enslaved to `bridge`; None if it does not exist."""
-    d = Path("/sys/class/net") / bridge
-    if not d.exists():
+    """The interfaces enslaved to `bridge`; None if it does not exist. Asked through
+    netlink (`ip -j link`), not /sys/class/net: a process that entered another network
+    namespace (nsenter) still sees the sysfs of the namespace that mounted it."""
+    def links(*args: str) -> list[dict[str, Any]] | None:
+        try:
+            p = subprocess.run(["ip", "-j", "link", "show", *args], capture_output=True,
+                               text=True, timeout=30)
+            return list(json.loads(p.stdout or "[]")) if p.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return None
+    if not valid_link_name(bridge) or not links("dev", bridge):
         return None
-    try:
-        return sorted(p.name for p in (d / "brif").iterdir())
-    except OSError:
-        return []
+    return sorted(str(i.get("ifname")) for i in links("master", bridge) or [])
 
 
 async def delete_bridge_if_unused(bridge: str) -> bool:
@@ -152,12 +162,14 @@ async def delete_bridge_if_unused(bridge: str) -> bool:
 
 
 class PodNetwork:
-    """The node's pod network on `pod_cidr` (bridge `bridge`, state under `data_dir`)."""
+    """The node's pod network on `pod_cidr` (bridge `bridge`, state under `data_dir`;
+    `mtu` and `ip_masq` as default_conflist's)."""
 
     def __init__(self, pod_cidr: str | Sequence[str], bridge: str = "cni0",
                  data_dir: Path | str = Path("/var/lib/pyk8s/cni"), *,
                  bin_dirs: Sequence[str | os.PathLike[str]] = DEFAULT_BIN_DIRS,
-                 mtu: int | None = None, name: str = NETWORK_NAME) -> None:
+                 mtu: int | None = None, name: str = NETWORK_NAME,
+                 ip_masq: bool = True) -> None:
         self.cidrs = _cidrs(pod_cidr)          # ValueError on a bad CIDR
         self.pod_cidr = ",".join(str(n) for n in self.cidrs)
         self.bridge = bridge
@@ -167,11 +179,17 @@ class PodNetwork:
         self.bin_dirs = [str(d) for d in bin_dirs]
         self.mtu = mtu
         self.name = name
-        default_conflist(self.pod_cidr, bridge, self.ipam_dir, mtu, name=name)  # validates
+        self.ip_masq = ip_masq
+        self.conflist()  # validates
         self.cni: CNINetwork | None = None
         self.results: dict[str, CNIResult] = {}
         self._lock: asyncio.Lock | None = None
         self._error = ""
+
+    def conflist(self, cni_version: str = "1.0.0") -> Obj:
+        return default_conflist(self.pod_cidr, self.bridge, self.ipam_dir, self.mtu,
+                                cni_version=cni_version, name=self.name,
+                                ip_masq=self.ip_masq)
 
     # -- readiness ------------------------------------------------------------------------
     def status(self) -> tuple[bool, str]:
@@ -210,10 +228,7 @@ class PodNetwork:
             self._error = ""
             await self._drop_stale_bridge()
             self.ipam_dir.mkdir(parents=True, exist_ok=True)
-            self.cni = CNINetwork(default_conflist(self.pod_cidr, self.bridge, self.ipam_dir,
-                                                   self.mtu, cni_version=version,
-                                                   name=self.name),
-                                  self.bin_dirs, self.cache_dir)
+            self.cni = CNINetwork(self.conflist(version), self.bin_dirs, self.cache_dir)
             return self.cni
 
     async def _drop_stale_bridge(self) -> None:
@@ -254,9 +269,7 @@ class PodNetwork:
         cni = self.cni
         if cni is None:
             # Not initialised (no ADD by this object): only cached attachments exist.
-            cni = CNINetwork(default_conflist(self.pod_cidr, self.bridge, self.ipam_dir,
-                                              self.mtu, name=self.name),
-                             self.bin_dirs, self.cache_dir)
+            cni = CNINetwork(self.conflist(), self.bin_dirs, self.cache_dir)
             if cni.cached(sandbox_id) is None:
                 return
         await cni.delete(sandbox_id, netns_path)

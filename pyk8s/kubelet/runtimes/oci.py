@@ -3,8 +3,9 @@ no containerd, no pause container.
 
 - A pod sandbox is a set of pinned namespaces (network, IPC, UTS; network/namespaces.py)
   with its CNI network (network/podnetwork.py: bridge + host-local + portmap on the node's
-  spec.podCIDR) and the files every container of the pod shares (/etc/hosts,
-  /etc/resolv.conf, /etc/hostname; podfiles.py).
+  spec.podCIDR; other nodes' pods through the VXLAN overlay, network/overlay.py, which the
+  node runs beside the kubelet) and the files every container of the pod shares
+  (/etc/hosts, /etc/resolv.conf, /etc/hostname; podfiles.py).
 - A container is an overlayfs root (the image's unpacked layers, images/, read-only below a
   writable upper dir) with an OCI spec (ociconfig.py); `runc create` + `runc start` with
   stdout / stderr on named FIFOs in its bundle, pumped into the CRI log (crilog.py). This
@@ -66,9 +67,10 @@ from pyk8s.kubelet.network.cni import cached_entries
 from pyk8s.kubelet.network.namespaces import (create_pod_namespaces, delete_all,
                                               delete_pod_namespaces, is_namespace_file,
                                               list_sandboxes)
+from pyk8s.kubelet.network.overlay import Overlay, OverlayError
 from pyk8s.kubelet.network.podnetwork import PodNetwork
 from pyk8s.kubelet.node import now_rfc3339
-from pyk8s.kubelet.reaper import AdoptedProcess, ReapedProcess, start_time
+from pyk8s.kubelet.reaper import AdoptedProcess, ReapedProcess, reap_orphans, start_time
 from pyk8s.kubelet.runtime import (ContainerConfig, ContainerStatus, CreateContainerError,
                                    Runtime)
 from pyk8s.kubelet.runtimes import ociconfig
@@ -80,6 +82,7 @@ Obj = dict[str, Any]
 START_ERROR_EXIT_CODE = 128
 PUMP_DRAIN_SECONDS = 2.0
 RUNC_TIMEOUT = 60.0
+ORPHAN_REAP_INTERVAL = 0.5
 # A container whose exit status is lost (it exited while not our child: started by an
 # earlier agent) is reported terminated as upstream's kubelet reports a container the
 # runtime no longer knows (convertToAPIContainerStatuses): this reason and exit code.
@@ -229,7 +232,7 @@ class OCIRuntime(Runtime):
                  insecure_registries: tuple[str, ...] = (), binary: str | None = None,
                  cni_bridge: str = "cni0", cluster_dns: tuple[str, ...] = (),
                  cluster_domain: str = "cluster.local", resolv_conf: str = "/etc/resolv.conf",
-                 pod_max_pids: int = -1) -> None:
+                 pod_max_pids: int = -1, overlay: Overlay | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.binary = binary or find_oci_runtime() or "runc"
         self.node_name = node_name or socket.gethostname().lower()
@@ -246,6 +249,7 @@ class OCIRuntime(Runtime):
         self.cluster_domain = cluster_domain
         self.resolv_conf_path = resolv_conf
         self.pod_max_pids = pod_max_pids
+        self.overlay = overlay                    # None: this node's bridge only
         self.network: PodNetwork | None = None   # once the node has its pod CIDR
         self.network_error = ""                   # why it cannot come up (a taken CIDR)
         self._bridge_claim: hostclaims.HostClaim | None = None
@@ -263,6 +267,7 @@ class OCIRuntime(Runtime):
         self._nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 1048576)
         self._version = ""
         self._started = False
+        self._orphan_reaper: asyncio.Task[None] | None = None
         self.warnings: list[tuple[str, str, str]] = []   # (pod uid, reason, message) events
 
     # -- life cycle of the runtime ---------------------------------------------------------
@@ -295,12 +300,30 @@ class OCIRuntime(Runtime):
                     f"the pod bridge {self.cni_bridge} is in use by another pyk8s node on this "
                     f"host ({e}): give this cluster its own with --cni-bridge, --cluster-cidr "
                     "and --service-cluster-ip-range (or stop the other one)") from None
+        if self.overlay is not None:
+            try:
+                self.overlay.claim(str(self.data_dir))
+            except OverlayError as e:
+                # Another node in this network namespace has the VNI: most likely a second
+                # node of this cluster on the host (one VXLAN device per VNI and port).
+                log.warning("%s. This node runs without the overlay: its pods reach other "
+                            "nodes' pods through this host only", e)
+                self.overlay = None
         syscalls.set_child_subreaper()
+        self._orphan_reaper = asyncio.create_task(self._reap_orphans(), name="orphan reaper")
         for d in (self.state_root, self.containers_dir, self.pods_dir, self.sandbox_root):
             d.mkdir(parents=True, exist_ok=True)
         await self._adopt()
         await self._remove_unadopted()
         self._started = True
+
+    async def _reap_orphans(self) -> None:
+        """As a subreaper, reap the container processes nobody waits for (reaper.py
+        reap_orphans), twice a second."""
+        while True:
+            await asyncio.sleep(ORPHAN_REAP_INTERVAL)
+            for pid in reap_orphans({c.pid for c in self._containers.values() if c.pid}):
+                log.debug("reaped orphaned container process %d", pid)
 
     async def remove_leftovers(self) -> None:
         """What a node killed earlier left (`pyk8s killall`): all of it, adopting nothing,
@@ -499,8 +522,12 @@ class OCIRuntime(Runtime):
         for c in claims:
             self._cidr_claims[c.name] = c
         self.network_error = ""
-        self.network = PodNetwork(cidr, self.cni_bridge, self.data_dir / "cni")
+        ov = self.overlay
+        self.network = PodNetwork(cidr, self.cni_bridge, self.data_dir / "cni",
+                                  mtu=ov.mtu if ov else None, ip_masq=ov is None)
         log.info("pod network: bridge %s, pod CIDR %s", self.cni_bridge, cidr)
+        if ov is not None:
+            ov.set_pod_cidr(cidr)
 
     def network_ready(self) -> tuple[bool, str]:
         if self.network_error:
@@ -535,6 +562,11 @@ class OCIRuntime(Runtime):
             if c is not None:
                 c.release()
         self._bridge_claim, self._cidr_claims = None, {}
+        if self.overlay is not None:
+            await self.overlay.close()   # the device, its routes, the chains; the claim
+        if self._orphan_reaper is not None:
+            self._orphan_reaper.cancel()
+            self._orphan_reaper = None
 
     # -- runc -----------------------------------------------------------------------------
     async def _runc(self, *args: str, check: bool = True, stdin: int | None = None,

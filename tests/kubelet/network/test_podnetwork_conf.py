@@ -44,6 +44,15 @@ def test_default_conflist_dual_stack_options() -> None:
     assert "mtu" not in default_conflist("10.1.0.0/16")["plugins"][0]
 
 
+def test_default_conflist_under_the_overlay() -> None:
+    """With the VXLAN overlay: its MTU, and no masquerade by the bridge plugin (the overlay
+    masquerades only what leaves the cluster CIDR)."""
+    br = default_conflist("10.42.3.0/24", "cni0", mtu=1450, ip_masq=False)["plugins"][0]
+    assert br["ipMasq"] is False and br["mtu"] == 1450
+    net = PodNetwork("10.42.3.0/24", "cni0", mtu=1450, ip_masq=False)
+    assert net.conflist()["plugins"][0]["ipMasq"] is False
+
+
 @pytest.mark.parametrize("bridge", ["", "a" * 16, "a/b", " cni0", "cni0 ", "c ni", "a:b",
                                     ".", "..", "a\tb"])
 def test_default_conflist_rejects_bridge_names(bridge: str) -> None:
