@@ -14,6 +14,8 @@ import os
 import signal
 from pathlib import Path
 
+from pyk8s.kubelet.procfs import gone, start_time
+
 # Not our child (any more): nobody can tell its status; call it killed.
 UNKNOWN_STATUS = signal.SIGKILL
 
@@ -77,28 +79,6 @@ class ReapedProcess:
         return 128 - rc if rc < 0 else rc
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks after boot, /proc/<pid>/stat field 22): with
-    the pid, it names one process even across pid reuse. None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    try:
-        return int(stat[stat.rindex(b")") + 2:].split()[19])
-    except (ValueError, IndexError):
-        return None
-
-
-def _gone(pid: int) -> bool:
-    """Exited: no such process, or a zombie nobody reaped yet."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return True
-    return stat[stat.rindex(b")") + 2:].split()[0] in (b"Z", b"X")
-
-
 class AdoptedProcess:
     """A process that is not our child, watched until it exits: `wait()` (its exit status
     is unknown) and `send_signal()` by pidfd. Raises ProcessLookupError when `pid` is gone
@@ -113,7 +93,7 @@ class AdoptedProcess:
             raise
         except OSError:   # no pidfd_open (Linux < 5.3): /proc, polled
             self._pidfd = -1
-        if _gone(pid) or (started is not None and start_time(pid) != started):
+        if gone(pid) or (started is not None and start_time(pid) != started):
             self._close()
             raise ProcessLookupError(pid)
 
@@ -127,7 +107,7 @@ class AdoptedProcess:
         loop = asyncio.get_running_loop()
         while not self.exited:
             if self._pidfd < 0:
-                if _gone(self.pid):
+                if gone(self.pid):
                     self.exited = True
                 else:
                     await asyncio.sleep(0.2)
@@ -149,7 +129,7 @@ class AdoptedProcess:
         try:
             if self._pidfd >= 0:
                 signal.pidfd_send_signal(self._pidfd, sig)
-            elif not _gone(self.pid):
+            elif not gone(self.pid):
                 os.kill(self.pid, sig)
         except OSError:
             pass

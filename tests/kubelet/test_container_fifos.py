@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pyk8s.kubelet import crilog
-from pyk8s.kubelet.reaper import AdoptedProcess, start_time
+from pyk8s.kubelet.procfs import start_time
+from pyk8s.kubelet.reaper import AdoptedProcess
 from pyk8s.kubelet.runtime import ContainerStatus
 from pyk8s.kubelet.runtimes import ociconfig
 from pyk8s.kubelet.runtimes.oci import _Ctr, _Sandbox, read_record, write_record

@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pyk8s.kubelet.procfs import proc_stat
 from pyk8s.kubelet.runtimes.process import (GROUPS_DIR, ProcessRuntime, SessionRecords,
-                                            proc_stat, session_members)
+                                            session_members)
 from tests.conftest import ROOT, wait_for
 
 # An agent's runtime: two containers (one on a terminal), each a shell and its `sleep`s;

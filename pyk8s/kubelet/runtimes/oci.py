@@ -70,7 +70,8 @@ from pyk8s.kubelet.network.namespaces import (create_pod_namespaces, delete_all,
 from pyk8s.kubelet.network.overlay import Overlay, OverlayError
 from pyk8s.kubelet.network.podnetwork import PodNetwork
 from pyk8s.kubelet.node import now_rfc3339
-from pyk8s.kubelet.reaper import AdoptedProcess, ReapedProcess, reap_orphans, start_time
+from pyk8s.kubelet.procfs import start_time
+from pyk8s.kubelet.reaper import AdoptedProcess, ReapedProcess, reap_orphans
 from pyk8s.kubelet.runtime import (ContainerConfig, ContainerStatus, CreateContainerError,
                                    Runtime)
 from pyk8s.kubelet.runtimes import ociconfig

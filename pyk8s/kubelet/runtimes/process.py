@@ -46,6 +46,7 @@ from pyk8s.kubelet import crilog
 from pyk8s.kubelet.containertty import ContainerTerminal, pump_terminal
 from pyk8s.kubelet.envvars import container_argv, expand  # noqa: F401 (re-exported)
 from pyk8s.kubelet.node import now_rfc3339
+from pyk8s.kubelet.procfs import boot_id, proc_stat
 from pyk8s.kubelet.runtime import (ContainerConfig, ContainerStatus, CreateContainerError,
                                    Runtime)
 
@@ -92,33 +93,6 @@ def container_env(container: Obj, pod_fields: dict[str, str]) -> dict[str, str]:
 
 
 # -- sessions: a container's processes, found in /proc ---------------------------------------
-@dataclass(frozen=True)
-class ProcStat:
-    """What /proc/<pid>/stat says about a process that identifies it and its session."""
-    state: str
-    ppid: int
-    pgid: int
-    sid: int
-    start: int   # its start time, in clock ticks after boot: a recycled pid's differs
-
-
-def proc_stat(pid: int) -> ProcStat | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    f = raw[raw.rindex(")") + 2:].split()
-    return ProcStat(state=f[0], ppid=int(f[1]), pgid=int(f[2]), sid=int(f[3]),
-                    start=int(f[19]))
-
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
 def session_members(sid: int) -> list[int]:
     """The live processes (zombies are gone) of session `sid`."""
     out = []
