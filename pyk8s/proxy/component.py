@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from pyk8s.client.informer import EventHandlerFuncs, SharedInformer
 from pyk8s.client.rest import ApiError, RESTClient
+from pyk8s.client.syncloop import SyncPacer
 from pyk8s.proxy.iptables import IptablesProxier
 from pyk8s.proxy.model import ServicePort, service_ports
 
@@ -106,21 +106,8 @@ class Proxy:
                 return
             log.info("proxy (%s) on node %s: informers synced", self.o.mode, self.o.node_name)
             self.dirty.set()
-            last = 0.0
-            while not stop.is_set():
-                waiter = asyncio.ensure_future(self.dirty.wait())
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait({waiter, stopper}, timeout=self.o.sync_period,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                stopper.cancel()
-                if stop.is_set():
-                    break
-                wait = self.o.min_sync_period - (time.monotonic() - last)
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                self.dirty.clear()
-                last = time.monotonic()
+            pacer = SyncPacer(self.dirty, self.o.sync_period, self.o.min_sync_period)
+            while await pacer.next(stop):
                 await self._cluster_cidrs()
                 try:
                     self.last_sync_seconds = await self.backend.sync(self.ports())
