@@ -172,6 +172,14 @@ class Kubelet:
                                 f"Node {self.name} status is now: {reason}", ref=ref)
 
     async def sync_node_status(self, force: bool = False) -> bool:
+        """Post the node's status if it changed (or is due). As upstream's
+        tryUpdateNodeStatus, "changed" is against the Node as the API server has it (read
+        from its cache): conditions the node lifecycle controller set meanwhile (Ready
+        Unknown while this kubelet was frozen or cut off) are put right at once."""
+        if not force:
+            node = await self.client.get(resource_path("", "v1", "nodes", name=self.name),
+                                         {"resourceVersion": "0"})
+            self._node, self._node_status = node, node.get("status") or {}
         images = self.runtime.images
         desired = build_node_status(self.o.node, self._node_status, self.health, now_rfc3339(),
                                     boot_id=self.boot_id, machine_id=self.machine_id,

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from pyk8s.client.events import WARNING, EventBroadcaster
 from pyk8s.client.informer import EventHandlerFuncs, SharedInformer
 from pyk8s.client.rest import RESTClient
+from pyk8s.client.syncloop import SyncPacer, wait_any
 from pyk8s.netpol.iptables import PolicyFirewall
 from pyk8s.netpol.rules import Ruleset, render
 
@@ -150,30 +150,14 @@ class NetworkPolicyController:
 
     async def _loop(self, stop: asyncio.Event) -> None:
         self.dirty.set()
-        last = 0.0
+        pacer = SyncPacer(self.dirty, self.o.sync_period, self.o.min_sync_period)
         backoff = 1.0
-        while not stop.is_set():
-            waiter = asyncio.ensure_future(self.dirty.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=self.o.sync_period,
-                               return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
-            if stop.is_set():
-                break
-            wait = self.o.min_sync_period - (time.monotonic() - last)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self.dirty.clear()
-            last = time.monotonic()
+        while await pacer.next(stop):
             try:
                 await self.sync()
                 backoff = 1.0
             except Exception:          # logged; keep the last good rules, retry
-                try:
-                    await asyncio.wait_for(stop.wait(), backoff)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_any(stop, timeout=backoff)
                 backoff = min(backoff * 2, 30.0)
                 self.dirty.set()
 

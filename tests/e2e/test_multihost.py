@@ -94,7 +94,9 @@ class Agent:
 
 
 class Cluster:
-    def __init__(self, d: Path) -> None:
+    def __init__(self, d: Path, up_extra: list[str] | None = None,
+                 agent_extra: list[str] | None = None) -> None:
+        """`up_extra` / `agent_extra`: more flags for `pyk8s up` / each agent."""
         self.d = d
         self.net = NetHosts()
         self.cidr = f"10.{random.randint(100, 250)}.0.0/16"
@@ -104,7 +106,9 @@ class Cluster:
         self.up = ServerProcess(d / "cp", command="up", ready_log="deployment-controller: synced",
                                 extra=["--bind", "0.0.0.0", "--advertise-address",
                                        self.net.gateway, "--cluster-cidr", self.cidr,
-                                       "--service-cluster-ip-range", services])
+                                       "--service-cluster-ip-range", services,
+                                       *(up_extra or [])])
+        self.agent_extra = list(agent_extra or [])
         self.agents: dict[str, Agent] = {}
         self.tag = uuid.uuid4().hex[:4]
         self.image = d / "busybox.tar"
@@ -117,6 +121,7 @@ class Cluster:
         host = self.net.add(name)
         agent = Agent(host, self.up, f"https://{self.net.gateway}:{self.up.port}", self.d,
                       f"mh{self.tag}-{name}", self.cidr, self.dns)
+        agent.cmd += self.agent_extra
         self.agents[name] = agent.start(self.image)
         return agent
 

@@ -24,8 +24,12 @@ def _serve(up: ServerProcess, node: str, image: str) -> str:
     up.kubectl("run", "web", f"--image={image}", "--labels=app=web", "--port=8080", "--",
                "sh", "-c", f"echo {node} > /var/www/name; exec httpd -f -p 8080 -h /var/www")
     up.kubectl("expose", "pod", "web", "--port=80", "--target-port=8080")
-    wait_for("web Running", lambda: up.kubectl_json("get", "pod", "web")
-             .get("status", {}).get("phase") == "Running", timeout=60)
+    try:
+        wait_for("web Running", lambda: up.kubectl_json("get", "pod", "web")
+                 .get("status", {}).get("phase") == "Running", timeout=60)
+    except AssertionError as e:   # say why: the pod's events and the node's log
+        raise AssertionError(f"{e}\n{up.kubectl('describe', 'pod', 'web').stdout}\n"
+                             f"{up.log_path.read_text()[-4000:]}") from None
     return str(up.kubectl_json("get", "service", "web")["spec"]["clusterIP"])
 
 

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from pyk8s.client.syncloop import wait_any
 from pyk8s.kubelet.network import hostclaims
 
 log = logging.getLogger("pyk8s.kubelet.overlay")
@@ -656,7 +657,7 @@ class Overlay:
                 pass
             dirty.set()
             while not stop.is_set():
-                await _wait_any(dirty, stop, RESYNC_SECONDS)
+                await wait_any(dirty, stop, timeout=RESYNC_SECONDS)
                 if stop.is_set():
                     break
                 dirty.clear()
@@ -668,11 +669,11 @@ class Overlay:
                                           and p.node != node_name)
                 except (OverlayError, OSError, asyncio.TimeoutError) as e:
                     log.error("overlay: %s; retrying", e)
-                    await _wait_any(stop, stop, RETRY_SECONDS)
+                    await wait_any(stop, timeout=RETRY_SECONDS)
                     dirty.set()
                 except Exception as e:   # an API error: retried by the next pass
                     log.warning("overlay: %s; retrying", e)
-                    await _wait_any(stop, stop, RETRY_SECONDS)
+                    await wait_any(stop, timeout=RETRY_SECONDS)
                     dirty.set()
         finally:
             if informer.started:
@@ -692,7 +693,7 @@ class Overlay:
                 return True
             except Exception as e:
                 log.error("overlay: setting up %s: %s; retrying", self.config.device, e)
-                await _wait_any(stop, stop, RETRY_SECONDS)
+                await wait_any(stop, timeout=RETRY_SECONDS)
         return False
 
     async def _publish(self, client: Any, node_name: str, node: Obj | None) -> None:
@@ -706,17 +707,8 @@ class Overlay:
 
 async def _until(event: asyncio.Event, stop: asyncio.Event) -> bool:
     """Wait for `event` or `stop`; whether `event` came first."""
-    await _wait_any(event, stop, None)
+    await wait_any(event, stop)
     return event.is_set() and not stop.is_set()
-
-
-async def _wait_any(a: asyncio.Event, b: asyncio.Event, timeout: float | None) -> None:
-    waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 async def remove_leftovers(owner: str) -> list[str]:
