@@ -20,6 +20,17 @@ from pyk8s.kubelet.procfs import gone, start_time
 UNKNOWN_STATUS = signal.SIGKILL
 
 
+async def _readable(fd: int) -> None:
+    """Until `fd` is readable (a pidfd is once its process has exited)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
 class ReapedProcess:
     """`wait()` and `returncode` as asyncio's Process has them (negative: the signal that
     killed it); `send_signal()` by pidfd, which never hits a recycled pid."""
@@ -47,18 +58,11 @@ class ReapedProcess:
         return True
 
     async def wait(self) -> int:
-        loop = asyncio.get_running_loop()
         while self.returncode is None and not self._reap():
             if self._pidfd < 0:
                 await asyncio.sleep(0.1)
                 continue
-            ready = loop.create_future()
-            fd = self._pidfd
-            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-            try:
-                await ready
-            finally:
-                loop.remove_reader(fd)
+            await _readable(self._pidfd)
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -104,7 +108,6 @@ class AdoptedProcess:
 
     async def wait(self) -> None:
         """Until the process has exited."""
-        loop = asyncio.get_running_loop()
         while not self.exited:
             if self._pidfd < 0:
                 if gone(self.pid):
@@ -112,13 +115,7 @@ class AdoptedProcess:
                 else:
                     await asyncio.sleep(0.2)
                 continue
-            ready = loop.create_future()
-            fd = self._pidfd
-            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-            try:
-                await ready
-            finally:
-                loop.remove_reader(fd)
+            await _readable(self._pidfd)
             self.exited = True
             self._close()
 

@@ -117,6 +117,14 @@ class Cluster:
         self.up.start(timeout=60)
         write_oci_archive(build_busybox_image(self.d / "layout"), self.image, IMAGE)
 
+    def start_with(self, *hosts: str) -> None:
+        """The control plane, then an agent on each of `hosts`, all Ready."""
+        self.start()
+        for name in hosts:
+            self.join(name)
+        for a in self.agents.values():
+            self.ready(a)
+
     def join(self, name: str) -> Agent:
         host = self.net.add(name)
         agent = Agent(host, self.up, f"https://{self.net.gateway}:{self.up.port}", self.d,
@@ -152,11 +160,7 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("pyk8s-multihost"))
     try:
-        c.start()
-        for name in ("h1", "h2"):
-            c.join(name)
-        for a in c.agents.values():
-            c.ready(a)
+        c.start_with("h1", "h2")
         yield c
     finally:
         c.close()

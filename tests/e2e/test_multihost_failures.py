@@ -46,11 +46,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 agent_extra=["--node-lease-renew-interval", "1",
                              "--node-status-update-frequency", "2"])
     try:
-        c.start()
-        for name in ("h1", "h2"):
-            c.join(name)
-        for a in c.agents.values():
-            c.ready(a)
+        c.start_with("h1", "h2")
         yield c
     finally:
         for a in c.agents.values():        # a frozen agent cannot stop
