@@ -262,19 +262,26 @@ async def _with_addons(addons: NodeAddons | None, client: RESTClient, name: str,
                        stop: asyncio.Event, main: Awaitable[None]) -> None:
     """Run the node's kubelet (`main`) and what runs beside it (proxy, DNS: given by the
     caller, so the kubelet imports neither) until `stop`."""
-    task = (asyncio.create_task(addons(client, name, stop), name="node-addons")
-            if addons is not None else None)
+    await _beside(main, addons(client, name, stop) if addons is not None else None, stop,
+                  20, "node addons")
+
+
+async def _beside(main: Awaitable[None], side: Awaitable[None] | None, stop: asyncio.Event,
+                  timeout: float, what: str) -> None:
+    """Run `main` with `side` beside it; once `main` ends, `stop` is set and `side` has
+    `timeout` seconds to finish (its failure is logged, not raised)."""
+    task = asyncio.ensure_future(side) if side is not None else None
     try:
         await main
     finally:
         if task is not None:
             stop.set()
             try:
-                await asyncio.wait_for(task, 20)
+                await asyncio.wait_for(task, timeout)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
             except Exception:
-                log.exception("node addons failed")
+                log.exception("%s failed", what)
 
 
 async def _with_overlay(runtime: Runtime, client: RESTClient, name: str, stop: asyncio.Event,
@@ -304,17 +311,7 @@ async def _with_overlay(runtime: Runtime, client: RESTClient, name: str, stop: a
             await asyncio.gather(rotation, return_exceptions=True)
             await ident.close()
 
-    task = asyncio.create_task(run_overlay(), name="overlay")
-    try:
-        await main
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 30)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
-        except Exception:
-            log.exception("the pod network overlay failed")
+    await _beside(main, run_overlay(), stop, 30, "the pod network overlay")
 
 
 def bootstrap_config(args: argparse.Namespace) -> ClientConfig | None:
